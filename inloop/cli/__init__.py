@@ -1,0 +1,1 @@
+"""The ``inloop`` command line (Typer + Rich); the app lives in :mod:`inloop.cli.main`."""

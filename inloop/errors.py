@@ -1,0 +1,89 @@
+"""Every exception inloop raises on purpose.
+
+Each message names the value that was wrong, what would be accepted, and the
+next thing to try. Catch ``InloopError`` to catch them all::
+
+    InloopError
+    ├── ConfigError                 a setting or inloop.toml value is invalid
+    ├── StoreError                  the metadata database or artifact store failed
+    │   ├── ArtifactNotFoundError   no artifact with that key is stored
+    │   └── SchemaError             the database schema is newer than this inloop
+    ├── FlowError                   a flow could not be defined or run
+    │   ├── FlowDefinitionError     the flow's graph breaks a rule (``check``)
+    │   ├── ParameterError          a parameter value is missing or has the wrong type
+    │   ├── TaskFailedError         a task failed after its retries
+    │   ├── ResourceUnavailableError  no worker offers what ``@resources`` asks for
+    │   └── ResumeError             the run to resume cannot be found or reused
+    └── ClientError                 a lookup through the client API failed
+        ├── NotFoundError           no flow, run, step, task or artifact at that path
+        └── NamespaceMismatchError  the object exists but not in the current namespace
+"""
+
+from __future__ import annotations
+
+
+class InloopError(Exception):
+    """Base of every error inloop raises on purpose."""
+
+
+class ConfigError(InloopError, ValueError):
+    """A setting (``INLOOP_*`` variable or ``inloop.toml`` value) is invalid."""
+
+
+class StoreError(InloopError):
+    """The metadata database or the artifact store failed."""
+
+
+class ArtifactNotFoundError(StoreError, KeyError):
+    """No artifact with the requested key is stored."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SchemaError(StoreError):
+    """The database was migrated by a newer inloop than the one running."""
+
+
+class FlowError(InloopError):
+    """A flow could not be defined or run."""
+
+
+class FlowDefinitionError(FlowError):
+    """The flow's graph breaks a rule; the message names step, line, rule and fix."""
+
+    def __init__(self, message: str, *, step: str | None = None, line: int | None = None):
+        super().__init__(message)
+        self.step = step
+        self.line = line
+
+
+class ParameterError(FlowError, ValueError):
+    """A parameter value is missing or cannot be converted to its type."""
+
+
+class TaskFailedError(FlowError):
+    """A task failed after all its retries."""
+
+
+class ResourceUnavailableError(FlowError):
+    """No worker offers a resource that ``@resources`` asks for."""
+
+
+class ResumeError(FlowError):
+    """The origin run of a ``resume`` cannot be found or reused."""
+
+
+class ClientError(InloopError):
+    """A lookup through the client API failed."""
+
+
+class NotFoundError(ClientError, KeyError):
+    """No flow, run, step, task or artifact exists at the given path."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class NamespaceMismatchError(ClientError):
+    """The object exists, but not in the current namespace."""

@@ -1,0 +1,142 @@
+"""One settings object for all of inloop.
+
+Values come from ``INLOOP_*`` environment variables, then an ``inloop.toml`` in
+the working directory (or the file named by ``INLOOP_CONFIG``), then defaults
+that work on a laptop. Read them with :func:`get_settings`; never at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from inloop.errors import ConfigError
+
+_EXECUTOR_SCHEMES = ("local", "dask", "dask://host:port", "tcp://host:port")
+
+
+def _toml_path() -> Path:
+    return Path(os.environ.get("INLOOP_CONFIG", "inloop.toml"))
+
+
+class Settings(BaseSettings):
+    """Where inloop keeps its state and how it runs work."""
+
+    model_config = SettingsConfigDict(env_prefix="INLOOP_", extra="forbid")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".inloop",
+        description="Folder for the embedded SQLite database and artifact folder.",
+    )
+    db_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata database; default: SQLite in `home`.",
+    )
+    artifacts_url: str | None = Field(
+        default=None,
+        description="fsspec URL of the artifact store (`s3://bucket/prefix` at scale).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="Endpoint of an S3-compatible store (MinIO, moto)."
+    )
+    executor: str = Field(
+        default="local",
+        description="`local` (worker processes), `dask` (a local Dask cluster) "
+        "or `dask://host:port` (an existing scheduler).",
+    )
+    max_workers: int | None = Field(
+        default=None, ge=1, description="Default task concurrency; default: CPU count."
+    )
+    max_num_splits: int = Field(
+        default=10_000, ge=1, description="Largest foreach fan-out a run accepts."
+    )
+    stream_url: str | None = Field(
+        default=None, description="Redis URL for rendezvous streams at scale."
+    )
+    require_services: bool = Field(
+        default=False, description="Tests fail instead of skipping when a service is missing."
+    )
+
+    @field_validator("executor")
+    @classmethod
+    def _check_executor(cls, value: str) -> str:
+        if value in ("local", "dask") or value.startswith(("dask://", "tcp://")):
+            return value
+        raise ValueError(
+            f"INLOOP_EXECUTOR must be one of {', '.join(_EXECUTOR_SCHEMES)}. Got {value!r}."
+        )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _toml_path()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def resolved_db_url(self) -> str:
+        """The metadata database URL, defaulting to SQLite inside ``home``."""
+        return self.db_url or f"sqlite:///{self.home / 'inloop.db'}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        """The artifact store URL, defaulting to a folder inside ``home``."""
+        return self.artifacts_url or str(self.home / "artifacts")
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """Extra fsspec options for the artifact store (the S3 endpoint, if any)."""
+        if self.s3_endpoint_url and self.resolved_artifacts_url.startswith("s3://"):
+            return {"client_kwargs": {"endpoint_url": self.s3_endpoint_url}}
+        return {}
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "settings"
+        lines.append(
+            f"INLOOP_{field.upper()}: {err['msg']} (got {err.get('input')!r}; "
+            f"set it in the environment or in {_toml_path()})"
+        )
+    return "Invalid inloop settings:\n  " + "\n  ".join(lines)
+
+
+@functools.cache
+def _cached_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+
+
+def get_settings() -> Settings:
+    """Return the settings for this process (read once, then cached).
+
+    >>> get_settings().executor in ("local", "dask") or True
+    True
+    """
+    return _cached_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings so the next :func:`get_settings` reads them again."""
+    _cached_settings.cache_clear()

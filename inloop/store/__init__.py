@@ -1,0 +1,24 @@
+"""Where inloop keeps what runs did: the metadata database and the artifact store.
+
+The metadata database (:class:`RunStore` over :func:`get_engine`) holds runs,
+tags, tasks and artifact references; the artifact store
+(:class:`ArtifactStore`) holds the values themselves, addressed by content.
+"""
+
+from __future__ import annotations
+
+from inloop.store.artifacts import ArtifactStore, StoredArtifact, open_artifact_store
+from inloop.store.db import dispose_engines, get_engine
+from inloop.store.runs import ArtifactRecord, RunRecord, RunStore, TaskRecord
+
+__all__ = [
+    "ArtifactRecord",
+    "ArtifactStore",
+    "RunRecord",
+    "RunStore",
+    "StoredArtifact",
+    "TaskRecord",
+    "dispose_engines",
+    "get_engine",
+    "open_artifact_store",
+]

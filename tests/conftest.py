@@ -1,0 +1,178 @@
+"""Fixtures every test shares: an isolated INLOOP_HOME and the real database services.
+
+- ``inloop_home`` (autouse): each test gets its own ``INLOOP_HOME`` and no
+  ``INLOOP_*`` setting from the environment, so no test touches ``~/.inloop``.
+- ``postgres_url``: a PostgreSQL URL whose connections live in a schema of
+  their own, emptied before each test.
+- ``db_url``: each test once on SQLite and once on PostgreSQL.
+
+A test needing a service that is missing skips with the reason, or fails when
+``INLOOP_REQUIRE_SERVICES=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from inloop.settings import reset_settings
+from inloop.store.db import dispose_engines
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_DATABASE = "test"
+
+
+def require_services() -> bool:
+    """Whether a missing service must fail the test run instead of skipping (CI)."""
+    return os.environ.get("INLOOP_REQUIRE_SERVICES") == "1"
+
+
+def missing_service(reason: str) -> NoReturn:
+    """Skip the current test for ``reason``, or fail it when services are required."""
+    if require_services():
+        pytest.fail(f"{reason} (INLOOP_REQUIRE_SERVICES=1 turns this skip into a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def inloop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh ``INLOOP_HOME`` with every other ``INLOOP_*`` setting cleared."""
+    home = tmp_path / "inloop-home"
+    for name in list(os.environ):
+        if name.startswith("INLOOP_") and name != "INLOOP_REQUIRE_SERVICES":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("INLOOP_HOME", str(home))
+    # An inloop.toml in the working directory must not leak into tests.
+    monkeypatch.setenv("INLOOP_CONFIG", str(tmp_path / "no-inloop.toml"))
+    reset_settings()
+    dispose_engines()
+    yield home
+    dispose_engines()
+    reset_settings()
+
+
+def _connect_admin() -> tuple[str, Any]:
+    """A psycopg connection to the test database, trying PGUSER, postgres, then root."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        missing_service(f"PostgreSQL tests need psycopg (pip install inloop[postgres]): {exc}")
+    users = [u for u in (os.environ.get("PGUSER"), "postgres", "root") if u]
+    errors = []
+    for user in dict.fromkeys(users):
+        try:
+            conn = psycopg.connect(
+                host=PG_HOST,
+                port=PG_PORT,
+                dbname=PG_DATABASE,
+                user=user,
+                autocommit=True,
+                connect_timeout=3,
+            )
+        except psycopg.Error as exc:
+            errors.append(f"{user}: {str(exc).strip()}")
+            continue
+        # A connection some test leaked must not make TRUNCATE wait forever.
+        conn.execute("SET lock_timeout = '10s'")
+        return user, conn
+    missing_service(
+        f"no PostgreSQL at {PG_HOST}:{PG_PORT} database {PG_DATABASE!r} ({'; '.join(errors)})"
+    )
+
+
+@dataclass
+class PostgresSchemas:
+    """Creates empty schemas in the test database and hands out URLs confined to them.
+
+    Each URL sets ``search_path`` to its own ``inloop_test_<random>`` schema, so
+    concurrent test runs (and tests wanting an unmigrated database) never collide.
+    """
+
+    user: str
+    admin: Any  # psycopg.Connection in autocommit mode
+    created: dict[str, str] = field(default_factory=dict)  # url -> schema
+
+    def create(self) -> str:
+        """A new empty schema; returns a postgresql+psycopg URL whose connections use it."""
+        schema = f"inloop_test_{uuid.uuid4().hex[:12]}"
+        self.admin.execute(f'CREATE SCHEMA "{schema}"')
+        url = (
+            f"postgresql+psycopg://{self.user}@{PG_HOST}:{PG_PORT}/{PG_DATABASE}"
+            f"?options=-csearch_path%3D{schema}"
+        )
+        self.created[url] = schema
+        return url
+
+    def truncate(self, url: str) -> None:
+        """Empty every table but Alembic's in the schema of ``url``; restart identities."""
+        schema = self.created[url]
+        names = [
+            row[0]
+            for row in self.admin.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> %s",
+                (schema, "alembic_version"),
+            )
+        ]
+        if names:
+            tables = ", ".join(f'"{schema}"."{name}"' for name in names)
+            self.admin.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+    def drop_all(self) -> None:
+        for schema in self.created.values():
+            self.admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        self.created.clear()
+
+
+@pytest.fixture(scope="session")
+def postgres_schemas() -> Iterator[PostgresSchemas]:
+    """The PostgreSQL test database (skips when absent); its schemas are dropped at the end."""
+    user, admin = _connect_admin()
+    schemas = PostgresSchemas(user, admin)
+    try:
+        yield schemas
+    finally:
+        dispose_engines()  # open connections would make DROP SCHEMA wait
+        schemas.drop_all()
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def _session_postgres_url(postgres_schemas: PostgresSchemas) -> str:
+    return postgres_schemas.create()
+
+
+@pytest.fixture
+def postgres_url(postgres_schemas: PostgresSchemas, _session_postgres_url: str) -> str:
+    """URL of this test run's PostgreSQL schema, with every table emptied before the test.
+
+    One schema per run (not per test) keeps the suite fast: it is migrated
+    once, then truncated, and identity counters restart so run ids begin at 1
+    as in a fresh SQLite file. Use ``postgres_schemas.create()`` for a
+    database that has never been migrated.
+    """
+    postgres_schemas.truncate(_session_postgres_url)
+    return _session_postgres_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(
+    request: pytest.FixtureRequest, inloop_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The metadata database URL, once SQLite (a file in tmp) and once PostgreSQL.
+
+    Also set as ``INLOOP_DB_URL``, so code using the default engine follows it.
+    """
+    if request.param == "sqlite":
+        url = f"sqlite:///{inloop_home / 'inloop.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("INLOOP_DB_URL", url)
+    reset_settings()
+    return url
