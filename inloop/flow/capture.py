@@ -29,7 +29,7 @@ class _ThreadRouter(io.TextIOBase):
         buffers = getattr(_local, "buffers", None)
         return buffers[self._which] if buffers is not None else self._original
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         return self._target().write(text)
 
     def flush(self) -> None:

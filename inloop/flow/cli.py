@@ -30,19 +30,26 @@ def _run_options(func: Any) -> Any:
     options = [
         click.option("--tag", "tags", multiple=True, help="Add a tag to the run (repeatable)."),
         click.option(
-            "--max-workers", type=click.IntRange(min=1), default=None,
+            "--max-workers",
+            type=click.IntRange(min=1),
+            default=None,
             help="Tasks run at once (default: INLOOP_MAX_WORKERS or the CPU count).",
         ),
         click.option(
-            "--max-num-splits", type=click.IntRange(min=1), default=None,
+            "--max-num-splits",
+            type=click.IntRange(min=1),
+            default=None,
             help="Largest foreach fan-out allowed (default 10000).",
         ),
         click.option(
-            "--with", "with_decorators", multiple=True,
+            "--with",
+            "with_decorators",
+            multiple=True,
             help="Add a decorator to every step, e.g. retry or retry:times=2.",
         ),
         click.option(
-            "--executor", default=None,
+            "--executor",
+            default=None,
             help="local, dask, or dask://host:port (default: INLOOP_EXECUTOR).",
         ),
         click.option("--run-id-file", default=None, help="Write the run id to this file."),
@@ -93,7 +100,9 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
     )
     @click.option("--quiet", is_flag=True, help="Print only errors.")
     @click.option(
-        "--with", "with_decorators", multiple=True,
+        "--with",
+        "with_decorators",
+        multiple=True,
         help="Add a decorator to every step, e.g. retry.",
     )
     @click.option("--no-pylint", "no_pylint", is_flag=True, hidden=True)
@@ -146,7 +155,9 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
     @click.option("--origin-run-id", default=None, help="Run to resume (default: your latest).")
     @_run_options
     @click.pass_context
-    def resume(ctx: click.Context, step: str | None, origin_run_id: str | None, **kwargs: Any) -> None:
+    def resume(
+        ctx: click.Context, step: str | None, origin_run_id: str | None, **kwargs: Any
+    ) -> None:
         from inloop.flow.user import user_namespace
         from inloop.store import RunStore
 

@@ -54,23 +54,23 @@ class Current:
 
     @property
     def flow_name(self) -> str | None:
-        return self._get("flow_name")  # type: ignore[no-any-return]
+        return self._get("flow_name")
 
     @property
     def run_id(self) -> str | None:
-        return self._get("run_id")  # type: ignore[no-any-return]
+        return self._get("run_id")
 
     @property
     def step_name(self) -> str | None:
-        return self._get("step_name")  # type: ignore[no-any-return]
+        return self._get("step_name")
 
     @property
     def task_id(self) -> str | None:
-        return self._get("task_id")  # type: ignore[no-any-return]
+        return self._get("task_id")
 
     @property
     def username(self) -> str | None:
-        return self._get("username")  # type: ignore[no-any-return]
+        return self._get("username")
 
     @property
     def retry_count(self) -> int:
@@ -79,7 +79,7 @@ class Current:
 
     @property
     def origin_run_id(self) -> str | None:
-        return self._get("origin_run_id")  # type: ignore[no-any-return]
+        return self._get("origin_run_id")
 
     @property
     def tags(self) -> frozenset[str]:
@@ -88,15 +88,15 @@ class Current:
 
     @property
     def namespace(self) -> str | None:
-        return self._get("namespace")  # type: ignore[no-any-return]
+        return self._get("namespace")
 
     @property
     def project_name(self) -> str | None:
-        return self._get("project_name")  # type: ignore[no-any-return]
+        return self._get("project_name")
 
     @property
     def branch_name(self) -> str | None:
-        return self._get("branch_name")  # type: ignore[no-any-return]
+        return self._get("branch_name")
 
     @property
     def pathspec(self) -> str | None:

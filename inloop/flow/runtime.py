@@ -239,9 +239,7 @@ class Runtime:
             system_tags |= {f"project:{project[0]}", f"project_branch:{project[1]}"}
         if origin is not None:
             system_tags.add(f"origin_run_id:{origin.run_id}")
-        executor = make_executor(
-            self.options.executor or self.settings.executor, self.max_workers
-        )
+        executor = make_executor(self.options.executor or self.settings.executor, self.max_workers)
         self.run = self.run_store.create_run(
             self.flow_name,
             self.username,
@@ -255,7 +253,7 @@ class Runtime:
         if self.options.run_id_file:
             with open(self.options.run_id_file, "w") as fh:
                 fh.write(str(self.run.run_id))
-        self._context_base = {
+        self._context_base: dict[str, Any] = {
             "flow_name": self.flow_name,
             "run_id": str(self.run.run_id),
             "username": self.username,
@@ -338,9 +336,7 @@ class Runtime:
                 return str(deco.attributes["name"]), f"user.{self.username}"
         return None
 
-    def _store_parameters(
-        self, given: Mapping[str, Any]
-    ) -> tuple[ArtifactMap, dict[str, Any]]:
+    def _store_parameters(self, given: Mapping[str, Any]) -> tuple[ArtifactMap, dict[str, Any]]:
         values = resolve_parameters(self.flow_cls, given)
         stored: ArtifactMap = {}
         for name, value in values.items():
@@ -426,9 +422,10 @@ class Runtime:
             timeout=self._timeout(task.step),
             catch=dict(catch) if catch is not None else None,
             static_transition=static,
-            env={str(k): str(v) for k, v in (options.get("environment") or {}).get(
-                "vars", {}
-            ).items()}
+            env={
+                str(k): str(v)
+                for k, v in (options.get("environment") or {}).get("vars", {}).items()
+            }
             if options.get("environment")
             else {},
         )
@@ -466,9 +463,9 @@ class Runtime:
             delay = self._retry_delay(task.step)
             heapq.heappush(self._delayed, (time.monotonic() + delay, task.task_id, task))
             return
-        if result is None and self._step_options[task.step].get("catch") is not None:
-            if self._catch_lost_worker(task, reason or "the task was lost"):
-                return
+        catches = self._step_options[task.step].get("catch") is not None
+        if result is None and catches and self._catch_lost_worker(task, reason or "lost"):
+            return
         task.status = "failed"
         self._failed.append(task)
         self.progress.finished_task(task.step, ok=False)
@@ -700,7 +697,5 @@ def run_flow(
     runtime = Runtime(flow_cls, options or RunOptions(), **kwargs)
     record = runtime.execute(parameters)
     if record.status != "succeeded":
-        raise TaskFailedError(
-            f"Run {record.flow_name}/{record.run_id} failed: {record.error}", 
-        )
+        raise TaskFailedError(f"Run {record.flow_name}/{record.run_id} failed: {record.error}")
     return record

@@ -78,7 +78,7 @@ class FlowSpec:
                 f"{type(self).__name__} is not running. Run it with "
                 f"`python flow.py run` or inloop.Runner({type(self).__name__}).run()."
             )
-        return state  # type: ignore[no-any-return]
+        return state
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: load an inherited artifact lazily.
@@ -132,7 +132,7 @@ class FlowSpec:
     def _frame_value(self, frame: dict[str, Any]) -> Any:
         state = self._state()
         key = state.inherited.get(frame["var"])
-        items = self.__dict__[frame["var"]] if key is None else state.store.get(key)
+        items: Any = self.__dict__[frame["var"]] if key is None else state.store.get(key)
         if not hasattr(items, "__getitem__"):  # a set or other sized iterable
             items = list(items)
         return items[frame["index"]]

@@ -163,9 +163,9 @@ def _persist(flow: FlowSpec, state: _TaskState, sizes: dict[str, int]) -> Artifa
     return out
 
 
-def _build(flow_cls: type[FlowSpec], spec: TaskSpec, store: ArtifactStore) -> tuple[
-    FlowSpec, _TaskState, Inputs | None, dict[str, int]
-]:
+def _build(
+    flow_cls: type[FlowSpec], spec: TaskSpec, store: ArtifactStore
+) -> tuple[FlowSpec, _TaskState, Inputs | None, dict[str, int]]:
     params = frozenset(spec.parameter_names)
     sizes = {key: size for ref in spec.inputs for key, size in ref.artifacts.values()}
     inputs = None

@@ -100,7 +100,10 @@ def test_worker_killed_by_sigkill_is_retried() -> None:
     assert run["work"].task.retry_count == 1
 
 
-def test_worker_killed_without_retry_fails_the_run_and_resume_completes_it() -> None:
+def test_worker_killed_without_retry_fails_the_run_and_resume_completes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INLOOP_TEST_KILL", "1")
     result = run_flow("robust_flow", mode="kill")
     assert result.status == "failed"
     failed = result.run
@@ -108,12 +111,10 @@ def test_worker_killed_without_retry_fails_the_run_and_resume_completes_it() -> 
     end = failed["end"].task
     assert not end.successful and "SIGKILL" in (end.exception or "")
     assert failed.data is None
-    resumed = Runner(FLOWS / "robust_flow.py", show_output=False).resume(
-        failed.id, step="end"
-    )
-    # The parameters of the origin are reused, so end kills itself again: resume fails too,
-    # but reuses every task before `end`.
-    assert resumed.status == "failed"
+    monkeypatch.delenv("INLOOP_TEST_KILL")
+    resumed = Runner(FLOWS / "robust_flow.py", show_output=False).resume(failed.id)
+    assert resumed.status == "successful"
+    assert resumed.run.parameters["mode"] == "kill"  # the origin's parameters are reused
     tasks = {step.id: step.task for step in resumed.run}
     assert tasks["work"].data.env_value == "set-by-decorator"
     record = RunStore().get_task(int(resumed.run.id), int(tasks["work"].id))
@@ -152,9 +153,7 @@ def test_resume_from_a_named_step_reruns_it_and_everything_after() -> None:
     origin = run_flow("linear_flow").run
     resumed = Runner(FLOWS / "linear_flow.py", show_output=False).resume(origin.id, "middle")
     store = RunStore()
-    cloned = {
-        t.step_name: t.cloned_from is not None for t in store.get_tasks(int(resumed.run.id))
-    }
+    cloned = {t.step_name: t.cloned_from is not None for t in store.get_tasks(int(resumed.run.id))}
     assert cloned == {"start": True, "middle": False, "end": False}
 
 

@@ -334,7 +334,7 @@ def test_timestamps_come_back_aware_utc(db_url: str) -> None:
                 [{"id": 1, "t": aware}, {"id": 2, "t": naive_utc}, {"id": 3, "t": None}],
             )
         with engine.connect() as conn:
-            got = dict(conn.execute(select(scratch.c.id, scratch.c.t)).all())  # type: ignore[arg-type]
+            got = dict(conn.execute(select(scratch.c.id, scratch.c.t)).all())
         assert got[1] == aware and got[1].tzinfo == UTC
         assert got[1].hour == 12 and got[1].microsecond == 123456
         assert got[2] == naive_utc.replace(tzinfo=UTC)

@@ -34,9 +34,7 @@ _TIMEOUT_GRACE = 5.0
 _flow_classes: dict[str, type[FlowSpec]] = {}  # per Dask worker process, by blob hash
 
 
-def _run_on_worker(
-    blob: bytes, blob_hash: str, spec: TaskSpec, store: ArtifactStore
-) -> TaskResult:
+def _run_on_worker(blob: bytes, blob_hash: str, spec: TaskSpec, store: ArtifactStore) -> TaskResult:
     flow_cls = _flow_classes.get(blob_hash)
     if flow_cls is None:
         flow_cls = _flow_classes[blob_hash] = cloudpickle.loads(blob)
@@ -194,7 +192,11 @@ class DaskExecutor(Executor):
     def _next_deadline(self) -> float:
         now = time.monotonic()
         return min(
-            (t + s.timeout + _TIMEOUT_GRACE - now for s, _, t in self._submitted.values() if s.timeout),
+            (
+                t + s.timeout + _TIMEOUT_GRACE - now
+                for s, _, t in self._submitted.values()
+                if s.timeout
+            ),
             default=3600.0,
         )
 

@@ -126,16 +126,17 @@ class LocalExecutor(Executor):
                 self.submit(spec)
             timeout = 0
         timeout = min(timeout, self._next_deadline_in())
-        by_conn = {w.conn: w for w in self._workers}
-        by_sentinel = {w.process.sentinel: w for w in self._workers}
-        ready = wait([*by_conn, *by_sentinel], timeout=max(0.0, timeout))
+        by_conn: dict[object, _Worker] = {w.conn: w for w in self._workers}
+        by_sentinel: dict[object, _Worker] = {w.process.sentinel: w for w in self._workers}
+        ready = wait([*by_conn, *by_sentinel], timeout=max(0.0, timeout))  # type: ignore[list-item]
         for obj in ready:
-            worker = by_conn.get(obj)  # type: ignore[call-overload]
+            worker = by_conn.get(obj)
             if worker is not None:
                 self._drain(worker, done)
         for obj in ready:
-            worker = by_sentinel.get(obj)  # type: ignore[call-overload]
+            worker = by_sentinel.get(obj)
             if worker is not None and worker in self._workers:
+                worker.process.join(timeout=1)  # reap it, so its exit code is known
                 self._drain(worker, done)
                 self._replace(worker, _death_reason(worker.process), done)
         self._enforce_deadlines(done)
