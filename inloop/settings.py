@@ -113,9 +113,13 @@ def _format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "settings"
+        if err["type"] == "extra_forbidden":
+            valid = ", ".join(sorted(Settings.model_fields))
+            lines.append(f"unknown setting {field!r} in {_toml_path()}; valid settings: {valid}")
+            continue
         lines.append(
-            f"INLOOP_{field.upper()}: {err['msg']} (got {err.get('input')!r}; "
-            f"set it in the environment or in {_toml_path()})"
+            f"{field} (INLOOP_{field.upper()}): {err['msg']}; got {err.get('input')!r}. "
+            f"Set it in the environment or in {_toml_path()}."
         )
     return "Invalid inloop settings:\n  " + "\n  ".join(lines)
 

@@ -295,3 +295,90 @@ def test_task_lookup_by_pathspec_after_a_run() -> None:
     run = run_flow("linear_flow").run
     task = Task(run["end"].task.pathspec)
     assert task.data.summary == "x:3.0"
+
+
+@pytest.mark.postgres
+@pytest.mark.s3
+def test_flow_runs_at_scale_on_postgres_and_s3(
+    postgres_url: str, moto_s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inloop.settings import reset_settings
+    from inloop.store import dispose_engines
+
+    monkeypatch.setenv("INLOOP_DB_URL", postgres_url)
+    monkeypatch.setenv("INLOOP_ARTIFACTS_URL", "s3://inloop-test/flows")
+    monkeypatch.setenv("INLOOP_S3_ENDPOINT_URL", moto_s3_endpoint)
+    reset_settings()
+    dispose_engines()
+    run = run_flow("foreach_flow", n=3).run
+    assert run.successful
+    assert run.data.values == [0, 1, 4]
+    assert run["start"].task["items"].sha
+    import boto3
+
+    listed = boto3.client("s3", endpoint_url=moto_s3_endpoint).list_objects_v2(
+        Bucket="inloop-test", Prefix="flows/"
+    )
+    assert listed["KeyCount"] > 0
+
+
+def test_current_and_project_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USERNAME", "ana")
+    flow = tmp_path / "proj_flow.py"
+    flow.write_text(
+        "from inloop import FlowSpec, step, current, project, batch\n"
+        "@project(name='digits')\n"
+        "class ProjFlow(FlowSpec):\n"
+        "    @batch(cpu=4)\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.facts = dict(flow=current.flow_name, run=current.run_id,\n"
+        "            step=current.step_name, task=current.task_id, user=current.username,\n"
+        "            running=current.is_running_flow, ns=current.namespace,\n"
+        "            project=current.project_name, branch=current.branch_name,\n"
+        "            tags=sorted(current.tags), pathspec=current.pathspec)\n"
+        "        self.next(self.end)\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n"
+    )
+    from inloop.flow.runtime import InloopWarning
+
+    with pytest.warns(InloopWarning, match="@batch"):
+        run = Runner(flow, show_output=False).run(tags=["t1"]).run
+    facts = run.data.facts
+    task = run["start"].task
+    assert facts["flow"] == "ProjFlow" and facts["run"] == run.id
+    assert facts["step"] == "start" and facts["task"] == task.id
+    assert facts["user"] == "ana" and facts["running"] is True
+    assert facts["ns"] == "user:ana" and facts["pathspec"] == task.pathspec
+    assert facts["project"] == "digits" and facts["branch"] == "user.ana"
+    assert {"t1", "project:digits", "user:ana"} <= set(facts["tags"])
+    from inloop import current
+
+    assert current.is_running_flow is False and current.run_id is None
+
+
+def test_include_file_content_is_stored(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n")
+    flow = tmp_path / "inc_flow.py"
+    flow.write_text(
+        "from inloop import FlowSpec, IncludeFile, step\n"
+        "class IncFlow(FlowSpec):\n"
+        "    table = IncludeFile('table', help='a csv')\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        self.rows = self.table.splitlines()\n"
+        "        self.next(self.end)\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n"
+        "if __name__ == '__main__':\n"
+        "    IncFlow()\n"
+    )
+    done = _cli(str(flow), "run", "--table", str(data))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert Flow("IncFlow").latest_run.data.rows == ["a,b", "1,2"]
+    data.write_text("changed\n")  # the run keeps the content, not the path
+    assert Flow("IncFlow").latest_run.data.table == "a,b\n1,2\n"
