@@ -19,16 +19,26 @@ values are loaded only when ``.data`` (or an attribute of ``task.data``) is read
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from inloop.errors import ClientError, NamespaceMismatchError, NotFoundError
-from inloop.flow.user import user_namespace
-from inloop.store.artifacts import ArtifactStore, open_artifact_store
-from inloop.store.runs import ArtifactRecord, RunRecord, RunStore, TaskRecord
+from inloop.flow.lookup import (
+    RunCache,
+    Stores,
+    check_tags,
+    default_namespace,
+    get_namespace,
+    listing,
+    load_run,
+    namespace,
+    open_stores,
+    parse_int_id,
+    split_pathspec,
+    suggest,
+)
+from inloop.store.runs import ArtifactRecord, RunRecord, TaskRecord
 
 __all__ = [
     "DataArtifact",
@@ -43,220 +53,6 @@ __all__ = [
     "get_namespace",
     "namespace",
 ]
-
-MAX_TAG_LENGTH = 255
-_LISTED = 10  # how many known names an error message lists
-
-# --------------------------------------------------------------------------- namespace
-
-_UNSET: Any = object()
-# Process-wide, as in Metaflow. _UNSET means "the user's own namespace", resolved
-# when read so a changed USERNAME/INLOOP_USER is honoured.
-_current_namespace: Any = _UNSET
-
-
-def namespace(ns: str | None) -> str | None:
-    """Switch the current namespace; ``None`` means every run of every user.
-
-    >>> namespace("user:ana")
-    'user:ana'
-    >>> namespace(None) is None
-    True
-    >>> default_namespace() == user_namespace()
-    True
-    """
-    global _current_namespace
-    if ns is not None and (not isinstance(ns, str) or not ns.strip()):
-        raise ClientError(
-            f"A namespace must be a non-empty tag such as 'user:ana', or None for every run. "
-            f"Got {ns!r}."
-        )
-    _current_namespace = ns
-    return ns
-
-
-def get_namespace() -> str | None:
-    """The current namespace: a tag such as ``user:ana``, or ``None`` (global)."""
-    if _current_namespace is _UNSET:
-        return user_namespace()
-    ns: str | None = _current_namespace
-    return ns
-
-
-def default_namespace() -> str:
-    """Go back to the default namespace (the current user's) and return it."""
-    global _current_namespace
-    _current_namespace = _UNSET
-    return user_namespace()
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-@dataclass
-class _Stores:
-    """The metadata and artifact stores one family of client objects reads."""
-
-    runs: RunStore
-    artifacts: ArtifactStore
-
-
-def _open_stores() -> _Stores:
-    # Built per top-level object, from the settings of that moment.
-    return _Stores(runs=RunStore(), artifacts=open_artifact_store())
-
-
-def _listing(names: Iterable[str]) -> str:
-    names = list(names)
-    if not names:
-        return "none"
-    shown = ", ".join(names[:_LISTED])
-    more = len(names) - _LISTED
-    return f"{shown} (and {more} more)" if more > 0 else shown
-
-
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _split_pathspec(pathspec: object, kind: str, parts: tuple[str, ...]) -> list[str]:
-    expected = "/".join(parts)
-    if not isinstance(pathspec, str):
-        raise ClientError(f"A {kind} is named by a pathspec string '{expected}'. Got {pathspec!r}.")
-    pieces = pathspec.split("/")
-    if len(pieces) != len(parts) or not all(pieces):
-        raise ClientError(
-            f"A {kind} pathspec has the form '{expected}' ({len(parts)} parts). Got {pathspec!r}."
-        )
-    return pieces
-
-
-def _parse_int_id(value: str | int, what: str, pathspec: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value)
-    if not text.isdigit():
-        raise NotFoundError(
-            f"No {what} {text!r} in {pathspec!r}: {what} ids are whole numbers such as '12'."
-        )
-    return int(text)
-
-
-def _check_tag(tag: object) -> str:
-    if not isinstance(tag, str):
-        raise ClientError(f"A tag must be a string. Got {tag!r} ({type(tag).__name__}).")
-    if not tag.strip():
-        raise ClientError(f"A tag must be a non-empty string. Got {tag!r}.")
-    if len(tag) > MAX_TAG_LENGTH:
-        raise ClientError(
-            f"A tag must have at most {MAX_TAG_LENGTH} characters. Got {len(tag)}: "
-            f"{tag[:40]!r}... Shorten it."
-        )
-    return tag
-
-
-def _check_tags(tags: Iterable[str], argument: str) -> list[str]:
-    if isinstance(tags, str):
-        raise ClientError(
-            f"{argument} takes a list of tags, not one string ({tags!r}). "
-            f"Pass [{tags!r}], or use the singular method."
-        )
-    return [_check_tag(t) for t in tags]
-
-
-def _load_run(stores: _Stores, flow_name: str, run_id: int, namespace_check: bool) -> RunRecord:
-    record = stores.runs.get_run(run_id, flow_name)
-    if record is None:
-        _raise_run_not_found(stores, flow_name, run_id)
-    if namespace_check:
-        _check_namespace(record)
-    return record
-
-
-def _raise_run_not_found(stores: _Stores, flow_name: str, run_id: int) -> NoReturn:
-    flows = stores.runs.list_flows()
-    if flow_name not in flows:
-        raise NotFoundError(
-            f"No flow named {flow_name!r} has run here.{_suggest(flow_name, flows)} "
-            f"Known flows: {_listing(flows)}."
-        )
-    recent = [str(r.run_id) for r in stores.runs.list_runs(flow_name, limit=_LISTED)]
-    raise NotFoundError(
-        f"No run {flow_name}/{run_id}. Latest runs of {flow_name}: {_listing(recent)}. "
-        f"Flow({flow_name!r}).runs() lists the runs of the current namespace."
-    )
-
-
-def _check_namespace(record: RunRecord) -> None:
-    ns = get_namespace()
-    if ns is None or ns in record.all_tags:
-        return
-    owner = sorted(t for t in record.system_tags if t.startswith("user:"))
-    switch = f"namespace({owner[0]!r})" if owner else "namespace('user:<name>')"
-    raise NamespaceMismatchError(
-        f"Run {record.flow_name}/{record.run_id} exists but is not in the current namespace "
-        f"{ns!r} (it is in {_listing(owner)}). Call namespace(None) to see every run, "
-        f"or {switch} to switch to its owner's."
-    )
-
-
-class _RunCache:
-    """What one run's client objects share: its record, task records and artifact records.
-
-    Tasks load with one query on first use; artifact records load a step at a time
-    (one query for all tasks of the step) so iterating a foreach stays cheap.
-    """
-
-    def __init__(self, stores: _Stores, record: RunRecord) -> None:
-        self.stores = stores
-        self.record = record
-        self._tasks: list[TaskRecord] | None = None
-        self._by_id: dict[int, TaskRecord] = {}
-        self._artifacts: dict[int, dict[str, ArtifactRecord]] = {}
-
-    @property
-    def pathspec(self) -> str:
-        return f"{self.record.flow_name}/{self.record.run_id}"
-
-    def tasks(self) -> list[TaskRecord]:
-        if self._tasks is None:
-            self._tasks = self.stores.runs.get_tasks(self.record.run_id)
-            self._by_id = {t.task_id: t for t in self._tasks}
-        return self._tasks
-
-    def task(self, task_id: int) -> TaskRecord | None:
-        self.tasks()
-        return self._by_id.get(task_id)
-
-    def step_names(self) -> list[str]:
-        """Step names, the most recently started first (Metaflow's order)."""
-        first_start: dict[str, tuple[datetime, int]] = {}
-        for t in self.tasks():
-            key = (t.started_at, t.task_id)
-            if t.step_name not in first_start or key < first_start[t.step_name]:
-                first_start[t.step_name] = key
-        return sorted(first_start, key=lambda s: first_start[s], reverse=True)
-
-    def step_tasks(self, step_name: str) -> list[TaskRecord]:
-        return [t for t in self.tasks() if t.step_name == step_name]
-
-    def artifacts(self, task: TaskRecord) -> dict[str, ArtifactRecord]:
-        if task.task_id not in self._artifacts:
-            wanted = [
-                t.task_id
-                for t in self.step_tasks(task.step_name)
-                if t.task_id not in self._artifacts
-            ]
-            loaded = self.stores.runs.get_artifacts(self.record.run_id, wanted)
-            for task_id in wanted:
-                self._artifacts[task_id] = loaded.get(task_id, {})
-        return self._artifacts[task.task_id]
-
-    def reload_record(self) -> None:
-        record = self.stores.runs.get_run(self.record.run_id, self.record.flow_name)
-        if record is not None:
-            self.record = record
 
 
 # --------------------------------------------------------------------------- objects
@@ -282,7 +78,7 @@ class _ClientObject:
 class _InRun(_ClientObject):
     """An object at run level or below: it sees the run's tags."""
 
-    _cache: _RunCache
+    _cache: RunCache
 
     @property
     def tags(self) -> frozenset[str]:
@@ -308,7 +104,7 @@ class Metaflow:
     """
 
     def __init__(self) -> None:
-        self._stores = _open_stores()
+        self._stores = open_stores()
 
     @property
     def flows(self) -> list[Flow]:
@@ -334,16 +130,16 @@ class Flow(_ClientObject):
                 f"A flow is named by its class name, such as 'TrainFlow'. Got {name!r}."
             )
         self._name = name
-        self._stores = _open_stores()
+        self._stores = open_stores()
         if not self._stores.runs.list_runs(name, limit=1):
             flows = self._stores.runs.list_flows()
             raise NotFoundError(
-                f"No run of flow {name!r} is recorded.{_suggest(name, flows)} "
-                f"Known flows: {_listing(flows)}. Flows are named by their class name."
+                f"No run of flow {name!r} is recorded.{suggest(name, flows)} "
+                f"Known flows: {listing(flows)}. Flows are named by their class name."
             )
 
     @classmethod
-    def _make(cls, name: str, stores: _Stores) -> Flow:
+    def _make(cls, name: str, stores: Stores) -> Flow:
         flow = cls.__new__(cls)
         flow._name = name
         flow._stores = stores
@@ -360,7 +156,7 @@ class Flow(_ClientObject):
 
     def runs(self, *tags: str) -> list[Run]:
         """Runs in the current namespace that carry every given tag, newest first."""
-        wanted = _check_tags(tags, "runs()")
+        wanted = check_tags(tags, "runs()")
         return self._runs(wanted)
 
     def _runs(
@@ -370,7 +166,7 @@ class Flow(_ClientObject):
         if ns is not None:
             tags = [ns, *tags]
         records = self._stores.runs.list_runs(self._name, tags=tags, status=status, limit=limit)
-        return [Run._make(_RunCache(self._stores, r)) for r in records]
+        return [Run._make(RunCache(self._stores, r)) for r in records]
 
     @property
     def latest_run(self) -> Run | None:
@@ -388,9 +184,9 @@ class Flow(_ClientObject):
         return iter(self.runs())
 
     def __getitem__(self, run_id: str | int) -> Run:
-        number = _parse_int_id(run_id, "run", self._name)
-        record = _load_run(self._stores, self._name, number, namespace_check=True)
-        return Run._make(_RunCache(self._stores, record))
+        number = parse_int_id(run_id, "run", self._name)
+        record = load_run(self._stores, self._name, number, namespace_check=True)
+        return Run._make(RunCache(self._stores, record))
 
     def __contains__(self, run_id: object) -> bool:
         try:
@@ -408,14 +204,14 @@ class Run(_InRun):
     """
 
     def __init__(self, pathspec: str, _namespace_check: bool = True) -> None:
-        flow_name, run_id = _split_pathspec(pathspec, "run", ("FlowName", "RunId"))
-        stores = _open_stores()
-        number = _parse_int_id(run_id, "run", pathspec)
-        record = _load_run(stores, flow_name, number, _namespace_check)
-        self._cache = _RunCache(stores, record)
+        flow_name, run_id = split_pathspec(pathspec, "run", ("FlowName", "RunId"))
+        stores = open_stores()
+        number = parse_int_id(run_id, "run", pathspec)
+        record = load_run(stores, flow_name, number, _namespace_check)
+        self._cache = RunCache(stores, record)
 
     @classmethod
-    def _make(cls, cache: _RunCache) -> Run:
+    def _make(cls, cache: RunCache) -> Run:
         run = cls.__new__(cls)
         run._cache = cache
         return run
@@ -509,8 +305,8 @@ class Run(_InRun):
         if not self._cache.step_tasks(step_name):
             names = self._cache.step_names()[::-1]
             raise NotFoundError(
-                f"Run {self.pathspec} has no step {step_name!r}.{_suggest(step_name, names)} "
-                f"Its steps: {_listing(names)}."
+                f"Run {self.pathspec} has no step {step_name!r}.{suggest(step_name, names)} "
+                f"Its steps: {listing(names)}."
             )
         return Step._make(self._cache, step_name)
 
@@ -525,7 +321,7 @@ class Run(_InRun):
 
     def add_tags(self, tags: Iterable[str]) -> None:
         """Add user tags to this run; tags it already has are left as they are."""
-        new = [t for t in _check_tags(tags, "add_tags()") if t not in self.tags]
+        new = [t for t in check_tags(tags, "add_tags()") if t not in self.tags]
         if new:
             self._cache.stores.runs.add_tags(self._record.run_id, new)
         self._cache.reload_record()
@@ -536,7 +332,7 @@ class Run(_InRun):
 
     def remove_tags(self, tags: Iterable[str]) -> None:
         """Remove user tags from this run; system tags cannot be removed."""
-        gone = _check_tags(tags, "remove_tags()")
+        gone = check_tags(tags, "remove_tags()")
         self._refuse_system_tags(gone)
         present = [t for t in gone if t in self.user_tags]
         if present:
@@ -549,8 +345,8 @@ class Run(_InRun):
 
     def replace_tags(self, tags_to_remove: Iterable[str], tags_to_add: Iterable[str]) -> None:
         """Remove some user tags and add others; a tag in both lists stays."""
-        gone = _check_tags(tags_to_remove, "replace_tags()")
-        new = _check_tags(tags_to_add, "replace_tags()")
+        gone = check_tags(tags_to_remove, "replace_tags()")
+        new = check_tags(tags_to_add, "replace_tags()")
         self._refuse_system_tags(gone)
         self.add_tags(new)
         self.remove_tags([t for t in gone if t not in new])
@@ -561,7 +357,7 @@ class Run(_InRun):
             raise ClientError(
                 f"Cannot remove system tag(s) {', '.join(map(repr, system))} from run "
                 f"{self.pathspec}: only user tags can change. Its user tags: "
-                f"{_listing(sorted(self.user_tags))}."
+                f"{listing(sorted(self.user_tags))}."
             )
 
 
@@ -569,17 +365,17 @@ class Step(_InRun):
     """One step of a run, named ``"FlowName/run_id/step_name"``; holds its tasks."""
 
     def __init__(self, pathspec: str, _namespace_check: bool = True) -> None:
-        flow_name, run_id, step_name = _split_pathspec(
+        flow_name, run_id, step_name = split_pathspec(
             pathspec, "step", ("FlowName", "RunId", "StepName")
         )
-        stores = _open_stores()
-        number = _parse_int_id(run_id, "run", pathspec)
-        run = Run._make(_RunCache(stores, _load_run(stores, flow_name, number, _namespace_check)))
+        stores = open_stores()
+        number = parse_int_id(run_id, "run", pathspec)
+        run = Run._make(RunCache(stores, load_run(stores, flow_name, number, _namespace_check)))
         self._cache = run[step_name]._cache
         self._name = step_name
 
     @classmethod
-    def _make(cls, cache: _RunCache, step_name: str) -> Step:
+    def _make(cls, cache: RunCache, step_name: str) -> Step:
         step = cls.__new__(cls)
         step._cache = cache
         step._name = step_name
@@ -608,12 +404,12 @@ class Step(_InRun):
         return iter(self.tasks())
 
     def __getitem__(self, task_id: str | int) -> Task:
-        number = _parse_int_id(task_id, "task", self.pathspec)
+        number = parse_int_id(task_id, "task", self.pathspec)
         record = self._cache.task(number)
         if record is None or record.step_name != self._name:
             ids = [str(t.task_id) for t in self._cache.step_tasks(self._name)]
             raise NotFoundError(
-                f"Step {self.pathspec} has no task {task_id!r}. Its tasks: {_listing(ids)}."
+                f"Step {self.pathspec} has no task {task_id!r}. Its tasks: {listing(ids)}."
             )
         return Task._make(self._cache, record)
 
@@ -648,7 +444,7 @@ class Task(_InRun):
     _task: TaskRecord
 
     def __init__(self, pathspec: str, _namespace_check: bool = True) -> None:
-        flow_name, run_id, step_name, task_id = _split_pathspec(
+        flow_name, run_id, step_name, task_id = split_pathspec(
             pathspec, "task", ("FlowName", "RunId", "StepName", "TaskId")
         )
         step = Step(f"{flow_name}/{run_id}/{step_name}", _namespace_check)
@@ -657,7 +453,7 @@ class Task(_InRun):
         self._task = task._task
 
     @classmethod
-    def _make(cls, cache: _RunCache, record: TaskRecord) -> Task:
+    def _make(cls, cache: RunCache, record: TaskRecord) -> Task:
         task = cls.__new__(cls)
         task._cache = cache
         task._task = record
@@ -694,8 +490,8 @@ class Task(_InRun):
         if record is None:
             names = sorted(self._artifact_records)
             raise NotFoundError(
-                f"Task {self.pathspec} has no artifact {name!r}.{_suggest(name, names)} "
-                f"Its artifacts: {_listing(names)}."
+                f"Task {self.pathspec} has no artifact {name!r}.{suggest(name, names)} "
+                f"Its artifacts: {listing(names)}."
             )
         return DataArtifact._make(self, record)
 
@@ -785,7 +581,7 @@ class DataArtifact(_InRun):
     _artifact: ArtifactRecord
 
     def __init__(self, pathspec: str, _namespace_check: bool = True) -> None:
-        *task_parts, name = _split_pathspec(
+        *task_parts, name = split_pathspec(
             pathspec, "artifact", ("FlowName", "RunId", "StepName", "TaskId", "Name")
         )
         task = Task("/".join(task_parts), _namespace_check)
@@ -857,7 +653,7 @@ class TaskData:
             names = sorted(self._records())
             raise AttributeError(
                 f"Task {self._task.pathspec} has no artifact {name!r}."
-                f"{_suggest(name, names)} Its artifacts: {_listing(names)}."
+                f"{suggest(name, names)} Its artifacts: {listing(names)}."
             )
         return self._task._cache.stores.artifacts.get(record.key)
 
