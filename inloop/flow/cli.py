@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -204,6 +205,21 @@ def build_cli(flow_cls: type[FlowSpec]) -> click.Group:
     return cli
 
 
+def _show_inloop_warnings_plainly() -> None:
+    """Print inloop's own warnings as one readable line instead of Python's format."""
+    from inloop.flow.runtime import InloopWarning
+
+    original = warnings.showwarning
+
+    def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(category, type) and issubclass(category, InloopWarning):
+            _err.print(f"[yellow]Warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+        else:
+            original(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+
+
 def main(flow_cls: type[FlowSpec], argv: list[str] | None = None) -> None:
     """Parse the command line and run the command for ``flow_cls``; exits the process.
 
@@ -214,6 +230,7 @@ def main(flow_cls: type[FlowSpec], argv: list[str] | None = None) -> None:
     """
     cli = build_cli(flow_cls)
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "flow.py"
+    _show_inloop_warnings_plainly()
     code = 0
     try:
         cli.main(args=argv, prog_name=f"python {prog}", standalone_mode=True)

@@ -69,12 +69,12 @@ class RunProgress:
 
     def print(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, highlight=False, markup=False)
+            self.console.print(message, highlight=False, markup=False, soft_wrap=True)
 
     def note(self, message: str) -> None:
         """Print a line with Rich markup (status messages)."""
         if not self.quiet:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)
 
     def refresh(self, force: bool = False) -> None:
         now = time.monotonic()
