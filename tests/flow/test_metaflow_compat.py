@@ -20,9 +20,7 @@ def test_metaflow_flow_runs_after_swapping_imports(tmp_path: Path) -> None:
     original = SOURCE.read_text()
     converted = swap_imports(original)
     changed = [
-        (a, b)
-        for a, b in zip(original.splitlines(), converted.splitlines(), strict=True)
-        if a != b
+        (a, b) for a, b in zip(original.splitlines(), converted.splitlines(), strict=True) if a != b
     ]
     assert len(changed) == 1 and changed[0][0].startswith("from metaflow import")
     flow = tmp_path / "playlist_flow.py"
