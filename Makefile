@@ -45,6 +45,7 @@ lint: $(VENV)/.installed-dev ## Check the code: ruff check, ruff format --check,
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy examples benchmarks/flows.py benchmarks/_measure.py
 
 bench: $(VENV)/.installed-dev ## Run the benchmarks, print tables, write benchmarks/results/*.json.
 	$(BIN)/python benchmarks/flows.py $(BENCH_ARGS)

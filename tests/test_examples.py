@@ -43,18 +43,20 @@ def test_digits_flow_runs_and_keeps_the_best_model(inloop_home: Path) -> None:
     run = Flow("DigitsFlow").latest_run
     assert run is not None
     assert run.successful
-    assert len(run.data.results) == len(SMALL_CONFIGS)
-    assert run.data.best_accuracy == max(row["accuracy"] for row in run.data.results)
-    assert run.data.best_accuracy > 0.9
+    data = run.data
+    assert data is not None
+    assert len(data.results) == len(SMALL_CONFIGS)
+    assert data.best_accuracy == max(row["accuracy"] for row in data.results)
+    assert data.best_accuracy > 0.9
     # The model is a real fitted estimator that scores the held-out split it was chosen on.
-    model = run.data.best_model
-    assert model.score(run.data.X_test, run.data.y_test) == pytest.approx(run.data.best_accuracy)
-    accuracies = sorted(task.data.accuracy for task in run["train"])
-    assert accuracies == sorted(row["accuracy"] for row in run.data.results)
+    assert data.best_model.score(data.X_test, data.y_test) == pytest.approx(data.best_accuracy)
+    accuracies = sorted(task.data.accuracy for task in run["train"] if task.data is not None)
+    assert accuracies == sorted(row["accuracy"] for row in data.results)
     # end printed the results table and the client-API lines into its stored stdout.
-    end_stdout = run["end"].task.stdout
-    assert "test accuracy" in end_stdout
-    assert 'Flow("DigitsFlow").latest_run' in end_stdout
+    end_task = run["end"].task
+    assert end_task is not None
+    assert "test accuracy" in end_task.stdout
+    assert 'Flow("DigitsFlow").latest_run' in end_task.stdout
 
 
 def test_digits_flow_rejects_a_bad_config(inloop_home: Path) -> None:

@@ -196,7 +196,35 @@ def _ensure_schema(engine: Engine) -> None:
     if revision == HEAD_REVISION:
         return
     _check_not_newer(engine, revision)
+    if revision is None and _create_new(engine):
+        return
     _upgrade(engine)
+
+
+def _create_new(engine: Engine) -> bool:
+    """Give an empty database the current schema at once, stamped at the head revision.
+
+    Running every migration would build the same schema (a test checks that the
+    migrations and the tables agree) but costs importing Alembic on a user's first
+    command. Returns False, touching nothing, if the database is not empty.
+    """
+    from sqlalchemy import inspect, text
+
+    from inloop.store.tables import metadata
+
+    with begin_write(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+        existing = set(inspect(conn).get_table_names())
+        if existing & ({"alembic_version"} | set(metadata.tables)):
+            return False
+        metadata.create_all(conn)
+        conn.exec_driver_sql(
+            "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+        )
+        conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": HEAD_REVISION})
+    return True
 
 
 def _check_not_newer(engine: Engine, revision: str | None) -> None:

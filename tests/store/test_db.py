@@ -185,6 +185,26 @@ def test_migrated_schema_matches_the_tables(db_url: str) -> None:
         )
 
 
+def test_migration_chain_builds_the_same_schema_as_the_tables(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from inloop.store import db
+
+    # New databases are created from the tables directly; old ones go through
+    # every migration. Both must end in the same schema.
+    engine = create_engine(f"sqlite:///{tmp_path / 'chain.db'}")
+    db._upgrade(engine)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == (
+            HEAD_REVISION
+        )
+    engine.dispose()
+
+
 def test_new_sqlite_database_is_migrated(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'deep' / 'er' / 'new.db'}"
     engine = get_engine(url)
