@@ -94,6 +94,14 @@ def test_timeout_fires_and_catch_handles_it() -> None:
     assert "timed out" in run["guarded"].task.data.problem.message
 
 
+def test_a_step_that_ignores_its_alarm_is_stopped_by_the_coordinator() -> None:
+    started = time.monotonic()
+    run = run_flow("robust_flow", mode="stubborn").run
+    assert time.monotonic() - started < 25  # 1 s timeout + the coordinator's grace
+    assert run.successful
+    assert "timed out" in run["guarded"].task.data.problem.message
+
+
 def test_worker_killed_by_sigkill_is_retried() -> None:
     run = run_flow("robust_flow", mode="killonce").run
     assert run.successful

@@ -17,7 +17,7 @@ from inloop import (
 
 
 class RobustFlow(FlowSpec):
-    mode = Parameter("mode", default="ok", help="ok, flaky, crash, kill, hang, killonce")
+    mode = Parameter("mode", default="ok", help="ok, flaky, crash, kill, hang, stubborn, killonce")
 
     @step
     def start(self):
@@ -43,6 +43,10 @@ class RobustFlow(FlowSpec):
         if self.mode == "crash":
             raise ValueError("caught me")
         if self.mode == "hang":
+            time.sleep(30)
+        if self.mode == "stubborn":
+            # Like a hang inside C code: the step's own alarm cannot interrupt it.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
             time.sleep(30)
         self.next(self.end)
 
