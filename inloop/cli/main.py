@@ -28,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-_STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow"}
+_STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "yellow", "lost": "magenta"}
 
 
 def _stdout() -> Console:
@@ -107,6 +107,7 @@ def runs_command(
     """List runs, newest first (default: your own namespace)."""
     # Imported here so `inloop --version` stays fast and works without a store.
     from inloop.flow.client import Flow, get_namespace
+    from inloop.flow.lookup import run_status
     from inloop.store.runs import RunStore
 
     with user_errors():
@@ -137,11 +138,12 @@ def runs_command(
         for r in records:
             end = r.finished_at or now
             duration = format_duration(end - r.created_at)
-            if r.finished_at is None:
+            if r.finished_at is None and run_status(r, now) == "running":
                 duration += " (running)"
+            status = run_status(r, now)
             table.add_row(
                 f"{r.flow_name}/{r.run_id}",
-                Text(r.status, style=_STATUS_STYLE.get(r.status, "")),
+                Text(status, style=_STATUS_STYLE.get(status, "")),
                 r.user,
                 ", ".join(sorted(r.tags)),
                 _format_time(r.created_at),

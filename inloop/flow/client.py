@@ -35,6 +35,7 @@ from inloop.flow.lookup import (
     namespace,
     open_stores,
     parse_int_id,
+    run_status,
     split_pathspec,
     suggest,
 )
@@ -235,8 +236,13 @@ class Run(_InRun):
 
     @property
     def status(self) -> str:
-        """``'running'``, ``'succeeded'`` or ``'failed'``."""
-        return self._record.status
+        """``'running'``, ``'succeeded'``, ``'failed'``, or ``'lost'``.
+
+        ``'lost'`` is a run still marked running whose coordinator has not written a
+        heartbeat for two minutes (it writes one every ten seconds): the process died
+        without ending the run. Resume it like a failed run.
+        """
+        return run_status(self._record)
 
     @property
     def successful(self) -> bool:

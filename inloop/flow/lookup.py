@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from inloop.errors import ClientError, NamespaceMismatchError, NotFoundError
@@ -19,6 +19,8 @@ from inloop.store.artifacts import ArtifactStore, open_artifact_store
 from inloop.store.runs import ArtifactRecord, RunRecord, RunStore, TaskRecord
 
 MAX_TAG_LENGTH = 255
+# A coordinator writes a heartbeat every 10 s; this much silence means it is gone.
+STALE_HEARTBEAT = timedelta(minutes=2)
 _LISTED = 10  # how many known names an error message lists
 
 # --------------------------------------------------------------------------- namespace
@@ -231,3 +233,15 @@ class RunCache:
         record = self.stores.runs.get_run(self.record.run_id, self.record.flow_name)
         if record is not None:
             self.record = record
+
+
+def run_status(record: RunRecord, now: datetime | None = None) -> str:
+    """The run's status as users see it: the stored one, or ``'lost'``.
+
+    A run still marked running whose coordinator has been silent for
+    :data:`STALE_HEARTBEAT` died without ending it; it can be resumed like a failed run.
+    """
+    beat = record.heartbeat_at
+    if record.status == "running" and beat is not None:
+        return "lost" if (now or datetime.now(UTC)) - beat > STALE_HEARTBEAT else "running"
+    return record.status

@@ -633,3 +633,17 @@ def test_reading_on_each_database(seed_db: Seeder, queries: list[str]) -> None:
     run.replace_tag("baseline", "champion")
     assert Run(f"TrainFlow/{first}").user_tags == {"champion"}
     assert flow.runs("baseline") == []
+
+
+def test_a_run_without_recent_heartbeats_is_lost() -> None:
+    from inloop.flow.lookup import run_status
+
+    store = RunStore()
+    record = store.create_run("LostFlow", "ana", system_tags=["user:ana"])
+    fresh = store.get_run(record.run_id)
+    assert fresh is not None and run_status(fresh) == "running"
+    later = datetime.now(UTC) + timedelta(minutes=3)
+    assert run_status(fresh, later) == "lost"
+    store.finish_run(record.run_id, "failed", "boom")
+    ended = store.get_run(record.run_id)
+    assert ended is not None and run_status(ended, later) == "failed"
