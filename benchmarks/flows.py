@@ -34,7 +34,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _common import machine_info
 from rich.console import Console
 from rich.table import Table
 
@@ -287,29 +287,6 @@ def _version(python: Path, module: str) -> str | None:
     code = f"import {module}; print({module}.__version__)"
     proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def machine_info() -> dict[str, Any]:
-    """Facts about this machine and the software measured, for the JSON report."""
-    cpu_model = None
-    mem_total = None
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
-        cpu_model = match.group(1) if match else None
-        meminfo = Path("/proc/meminfo").read_text()
-        match = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
-        mem_total = int(match.group(1)) * 1024 if match else None
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "memory_bytes": mem_total,
-    }
 
 
 def versions() -> dict[str, str | None]:

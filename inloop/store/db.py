@@ -23,19 +23,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, pool
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, pool
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from inloop.errors import ConfigError, SchemaError, StoreError
 from inloop.settings import get_settings
 
-__all__ = ["HEAD_REVISION", "REVISIONS", "begin_write", "dispose_engines", "get_engine"]
+__all__ = [
+    "HEAD_REVISION",
+    "REVISIONS",
+    "SCHEMA_MODULES",
+    "begin_write",
+    "dispose_engines",
+    "get_engine",
+    "schema_metadata",
+]
 
 #: Every revision in ``migrations/versions``, oldest first (a test keeps them in step).
-REVISIONS: tuple[str, ...] = ("0001",)
+REVISIONS: tuple[str, ...] = ("0001", "0002")
 #: The revision this inloop's tables describe.
 HEAD_REVISION = REVISIONS[-1]
+#: Modules whose tables live on ``inloop.store.tables.metadata``. The store does not
+#: import the parts above it; it imports these by name only when it builds or migrates
+#: a schema, so that ``metadata`` is complete then (see :func:`schema_metadata`).
+SCHEMA_MODULES: tuple[str, ...] = ("inloop.store.tables", "inloop.label.tables")
 
 _ACCEPTED_URLS = (
     "sqlite:///path/to/inloop.db, sqlite:// (in memory) or postgresql+psycopg://user@host/db"
@@ -97,6 +109,21 @@ def begin_write(engine: Engine) -> Iterator[Connection]:
         conn.execution_options(**{_WRITE_OPTION: True})
         with conn.begin():
             yield conn
+
+
+def schema_metadata() -> MetaData:
+    """The ``MetaData`` holding every inloop table, after importing :data:`SCHEMA_MODULES`.
+
+    Use it wherever the whole schema matters (creating a database, Alembic's
+    environment, schema comparisons); plain queries import their own tables.
+    """
+    import importlib
+
+    for name in SCHEMA_MODULES:
+        importlib.import_module(name)
+    from inloop.store.tables import metadata
+
+    return metadata
 
 
 def _normalize_url(raw: str) -> URL:
@@ -210,8 +237,7 @@ def _create_new(engine: Engine) -> bool:
     """
     from sqlalchemy import inspect, text
 
-    from inloop.store.tables import metadata
-
+    metadata = schema_metadata()
     with begin_write(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")

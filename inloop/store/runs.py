@@ -281,15 +281,19 @@ class RunStore:
                     f"No run with id {run_id} in {self!r}. Check the id with list_runs()."
                 )
 
-    def add_tags(self, run_id: int, tags: Iterable[str]) -> None:
-        """Add user tags to a run; tags it already has (user or system) are left as they are."""
+    def add_tags(self, run_id: int, tags: Iterable[str], *, system: bool = False) -> None:
+        """Add tags to a run; tags it already has (user or system) are left as they are.
+
+        ``system=True`` is for inloop's own records made while a run goes (e.g. the
+        dataset snapshot a step loaded): users cannot remove those.
+        """
         new = _check_tags(tags, "tags")
         with begin_write(self.engine) as conn:
             self._require_run(conn, run_id)
             have = set(
                 conn.execute(select(run_tags.c.tag).where(run_tags.c.run_id == run_id)).scalars()
             )
-            rows = [{"run_id": run_id, "tag": t, "system": False} for t in new if t not in have]
+            rows = [{"run_id": run_id, "tag": t, "system": system} for t in new if t not in have]
             if rows:
                 conn.execute(run_tags.insert(), rows)
 

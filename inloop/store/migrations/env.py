@@ -12,7 +12,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from inloop.store.tables import metadata
+# Every part's tables, not only the store's: labeling keeps its own on the same metadata.
+from inloop.store.db import schema_metadata
+
+metadata = schema_metadata()
 
 
 def _run(connection: Connection) -> None:

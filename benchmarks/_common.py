@@ -1,0 +1,32 @@
+"""Helpers the benchmark scripts share."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+
+def machine_info() -> dict[str, Any]:
+    """Facts about this machine and the software measured, for the JSON report."""
+    cpu_model = None
+    mem_total = None
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
+        cpu_model = match.group(1) if match else None
+        meminfo = Path("/proc/meminfo").read_text()
+        match = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.MULTILINE)
+        mem_total = int(match.group(1)) * 1024 if match else None
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "memory_bytes": mem_total,
+    }

@@ -1,0 +1,160 @@
+"""Labeling: projects, a shared queue, active learning, agreement and label audit.
+
+Every human label is an append-only event; the current label of an item is
+derived. The queue hands items out as leases so many annotators share it safely;
+sampling strategies order it by what the model is least sure about; agreement
+statistics and the audit find the labels that deserve a second look::
+
+    from inloop import label
+
+    label.create_project("digits", classes=["0", "1", "2"])
+    X, y, snapshot_id = label.snapshot("digits")
+"""
+
+from __future__ import annotations
+
+from inloop.label.agreement import (
+    AgreementError,
+    AnnotatorStats,
+    Consensus,
+    DawidSkeneResult,
+    annotator_report,
+    cohen_kappa,
+    dawid_skene,
+    disagreements,
+    fleiss_kappa,
+    label_matrix,
+    majority_vote,
+)
+from inloop.label.annotations import (
+    Annotation,
+    CurrentLabel,
+    annotate,
+    current_labels,
+    history,
+    list_annotations,
+)
+from inloop.label.audit import (
+    AuditError,
+    AuditReport,
+    audit_labels,
+    find_suspect_labels,
+    out_of_sample_proba,
+)
+from inloop.label.audit_flow import (
+    AuditFlow,
+    run_audit,
+)
+from inloop.label.io import (
+    ImportResult,
+    export_labels,
+    import_items,
+)
+from inloop.label.items import (
+    Item,
+    add_items,
+    get_item,
+    get_items,
+    item_payload,
+)
+from inloop.label.projects import (
+    LabelClass,
+    LabelError,
+    LabelNotFoundError,
+    Project,
+    create_project,
+    get_project,
+    list_projects,
+)
+from inloop.label.queue import (
+    Lease,
+    QueueStats,
+    active_leases,
+    next_items,
+    queue_stats,
+    release,
+    set_priorities,
+)
+from inloop.label.snapshots import (
+    Snapshot,
+    list_snapshots,
+    load_snapshot,
+    snapshot,
+)
+from inloop.label.strategies import (
+    STRATEGIES,
+    CoreSetSampler,
+    EntropySampler,
+    HybridSampler,
+    LeastConfidenceSampler,
+    MarginSampler,
+    RandomSampler,
+    SamplingStrategy,
+    StrategyError,
+    default_strategy,
+    make_strategy,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "AgreementError",
+    "Annotation",
+    "AnnotatorStats",
+    "AuditError",
+    "AuditFlow",
+    "AuditReport",
+    "Consensus",
+    "CoreSetSampler",
+    "CurrentLabel",
+    "DawidSkeneResult",
+    "EntropySampler",
+    "HybridSampler",
+    "ImportResult",
+    "Item",
+    "LabelClass",
+    "LabelError",
+    "LabelNotFoundError",
+    "Lease",
+    "LeastConfidenceSampler",
+    "MarginSampler",
+    "Project",
+    "QueueStats",
+    "RandomSampler",
+    "SamplingStrategy",
+    "Snapshot",
+    "StrategyError",
+    "active_leases",
+    "add_items",
+    "annotate",
+    "annotator_report",
+    "audit_labels",
+    "cohen_kappa",
+    "create_project",
+    "current_labels",
+    "dawid_skene",
+    "default_strategy",
+    "disagreements",
+    "export_labels",
+    "find_suspect_labels",
+    "fleiss_kappa",
+    "get_item",
+    "get_items",
+    "get_project",
+    "history",
+    "import_items",
+    "item_payload",
+    "label_matrix",
+    "list_annotations",
+    "list_projects",
+    "list_snapshots",
+    "load_snapshot",
+    "majority_vote",
+    "make_strategy",
+    "next_items",
+    "out_of_sample_proba",
+    "queue_stats",
+    "release",
+    "run_audit",
+    "set_priorities",
+    "snapshot",
+]
