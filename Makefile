@@ -30,15 +30,24 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$*]"
 	@touch $@
 
-demo: $(VENV)/.installed-examples ## Run the example flow (digits classifiers) and show how to inspect it.
+demo: $(VENV)/.installed-examples ## Train digits classifiers in a flow, then label with active learning (simulated).
 	INLOOP_HOME="$(INLOOP_HOME)" $(BIN)/python examples/digits_flow.py run
+	INLOOP_HOME="$(INLOOP_HOME)" $(BIN)/python examples/label_demo.py
 	@echo
 	@echo "The run is stored in $(INLOOP_HOME). Inspect it with:"
 	@echo "  export INLOOP_HOME=$(INLOOP_HOME)"
 	@echo "  $(BIN)/inloop runs DigitsFlow"
 	@echo "  $(BIN)/python -c 'from inloop import Flow; print(Flow(\"DigitsFlow\").latest_run.data.best_accuracy)'"
 
-test: $(VENV)/.installed-dev ## Run the test suite (PYTEST_ARGS="..." passes options to pytest).
+# The browser tests drive Debian's Chromium; install it where it is missing.
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@echo "Installing Chromium for the browser tests (Debian packages chromium, chromium-driver)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver
+
+test: $(VENV)/.installed-dev $(CHROMIUM) ## Run the test suite (PYTEST_ARGS="..." passes options to pytest).
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev ## Check the code: ruff check, ruff format --check, mypy.

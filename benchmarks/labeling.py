@@ -11,8 +11,9 @@ writes everything to ``benchmarks/results/labeling.json``::
 Parts: ``al`` (learning curves on digits and batch selection from a pool of
 1,000,000), ``consensus`` (Dawid-Skene against majority vote), ``audit``
 (precision and recall of the label audit at 10 % and 20 % noise), ``queue``
-(20 concurrent annotators on SQLite and PostgreSQL, through the library; the
-REST-level run comes with the web app).
+(20 concurrent annotators on SQLite and PostgreSQL, through the library) and
+``rest`` (20 annotators labeling 2,000 items through the REST API of a real
+uvicorn server on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from rich.console import Console
 
 HERE = Path(__file__).resolve().parent
 RESULTS_PATH = HERE / "results" / "labeling.json"
-PARTS = ("al", "consensus", "audit", "queue")
+PARTS = ("al", "consensus", "audit", "queue", "rest")
 
 
 def _passed(result: Any) -> list[bool]:

@@ -187,6 +187,18 @@ def _write_log(text: str, pathspec: str, stream: str) -> None:
     typer.echo(text, nl=not text.endswith("\n"))
 
 
+def _register_groups() -> None:
+    # Imported here: each group imports main's helpers when its commands run.
+    from inloop.cli import label
+    from inloop.cli.server import server
+
+    app.add_typer(label.app, name="label")
+    app.command("server")(server)
+
+
+_register_groups()
+
+
 def main() -> None:
     """Entry point of the ``inloop`` console script."""
     try:

@@ -57,6 +57,7 @@ from inloop.label.items import (
     get_items,
     item_payload,
 )
+from inloop.label.learner import ActiveLearner, LearnerError, StoppingReport
 from inloop.label.projects import (
     LabelClass,
     LabelError,
@@ -74,6 +75,15 @@ from inloop.label.queue import (
     queue_stats,
     release,
     set_priorities,
+)
+from inloop.label.review import (
+    Review,
+    agreement_summary,
+    decide,
+    get_review,
+    queue_audit,
+    queue_disagreements,
+    review_queue,
 )
 from inloop.label.snapshots import (
     Snapshot,
@@ -97,6 +107,7 @@ from inloop.label.strategies import (
 
 __all__ = [
     "STRATEGIES",
+    "ActiveLearner",
     "AgreementError",
     "Annotation",
     "AnnotatorStats",
@@ -114,17 +125,21 @@ __all__ = [
     "LabelClass",
     "LabelError",
     "LabelNotFoundError",
+    "LearnerError",
     "Lease",
     "LeastConfidenceSampler",
     "MarginSampler",
     "Project",
     "QueueStats",
     "RandomSampler",
+    "Review",
     "SamplingStrategy",
     "Snapshot",
+    "StoppingReport",
     "StrategyError",
     "active_leases",
     "add_items",
+    "agreement_summary",
     "annotate",
     "annotator_report",
     "audit_labels",
@@ -132,6 +147,7 @@ __all__ = [
     "create_project",
     "current_labels",
     "dawid_skene",
+    "decide",
     "default_strategy",
     "disagreements",
     "export_labels",
@@ -140,6 +156,7 @@ __all__ = [
     "get_item",
     "get_items",
     "get_project",
+    "get_review",
     "history",
     "import_items",
     "item_payload",
@@ -152,8 +169,11 @@ __all__ = [
     "make_strategy",
     "next_items",
     "out_of_sample_proba",
+    "queue_audit",
+    "queue_disagreements",
     "queue_stats",
     "release",
+    "review_queue",
     "run_audit",
     "set_priorities",
     "snapshot",

@@ -29,6 +29,14 @@ Tables:
 ``label_snapshots``
     the labels of a project as of a moment, with the content hash of their
     canonical bytes and the artifact keys of the stored arrays.
+``label_reviews``
+    the review queue (revision ``0003_reviews``): an item whose label an audit
+    suspects (``kind`` ``audit``) or whose annotators disagree
+    (``disagreement``), with the given and the suggested label, how suspicious
+    it is (``score``, higher first) and why. A row is ``open`` until a
+    reviewer decides it (``decided``: ``decision``, ``decided_label``, who and
+    when, and the ``annotation_id`` of the review event that carries the
+    label) or a newer review of the same item replaces it (``superseded``).
 """
 
 from __future__ import annotations
@@ -53,11 +61,15 @@ __all__ = [
     "ASSIGNMENT_STATES",
     "ITEM_KINDS",
     "ORIGINS",
+    "REVIEW_DECISIONS",
+    "REVIEW_KINDS",
+    "REVIEW_STATES",
     "TASK_TYPES",
     "label_annotations",
     "label_assignments",
     "label_items",
     "label_projects",
+    "label_reviews",
     "label_snapshots",
 ]
 
@@ -69,6 +81,12 @@ ITEM_KINDS = ("text", "image", "features")
 ORIGINS = ("human", "model", "import", "review")
 #: States of a lease.
 ASSIGNMENT_STATES = ("active", "done", "released")
+#: Why an item waits for a reviewer.
+REVIEW_KINDS = ("audit", "disagreement")
+#: States of a review.
+REVIEW_STATES = ("open", "decided", "superseded")
+#: A reviewer's final call.
+REVIEW_DECISIONS = ("keep", "change")
 
 
 def _json() -> JSON:
@@ -200,4 +218,46 @@ label_snapshots = Table(
     ),
     Index("ix_label_snapshots_project", "project_id", "snapshot_id"),
     sqlite_autoincrement=True,
+)
+
+label_reviews = Table(
+    "label_reviews",
+    metadata,
+    Column("review_id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Integer, nullable=False),
+    Column("item_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("given_label", String(255), nullable=True),
+    Column("suggested_label", String(255), nullable=True),
+    Column("confidence", Float, nullable=True),
+    Column("score", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", String(255), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Column("decided_by", String(255), nullable=True),
+    Column("decision", String(16), nullable=True),
+    Column("decided_label", String(255), nullable=True),
+    Column("annotation_id", Integer, nullable=True),
+    ForeignKeyConstraint(
+        ["item_id"], ["label_items.item_id"], name="fk_label_reviews_item", ondelete="CASCADE"
+    ),
+    ForeignKeyConstraint(
+        ["project_id"],
+        ["label_projects.project_id"],
+        name="fk_label_reviews_project",
+        ondelete="CASCADE",
+    ),
+    # Superseding finds an item's open reviews of one kind.
+    Index("ix_label_reviews_item", "item_id", "kind", "state"),
+    sqlite_autoincrement=True,
+)
+# The review queue reads a project's open reviews, most suspicious first.
+Index(
+    "ix_label_reviews_queue",
+    label_reviews.c.project_id,
+    label_reviews.c.state,
+    label_reviews.c.score.desc(),
+    label_reviews.c.review_id,
 )

@@ -41,13 +41,17 @@ __all__ = [
 ]
 
 #: Every revision in ``migrations/versions``, oldest first (a test keeps them in step).
-REVISIONS: tuple[str, ...] = ("0001", "0002")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004")
 #: The revision this inloop's tables describe.
 HEAD_REVISION = REVISIONS[-1]
 #: Modules whose tables live on ``inloop.store.tables.metadata``. The store does not
 #: import the parts above it; it imports these by name only when it builds or migrates
 #: a schema, so that ``metadata`` is complete then (see :func:`schema_metadata`).
-SCHEMA_MODULES: tuple[str, ...] = ("inloop.store.tables", "inloop.label.tables")
+SCHEMA_MODULES: tuple[str, ...] = (
+    "inloop.store.tables",
+    "inloop.label.tables",
+    "inloop.web.tables",
+)
 
 _ACCEPTED_URLS = (
     "sqlite:///path/to/inloop.db, sqlite:// (in memory) or postgresql+psycopg://user@host/db"

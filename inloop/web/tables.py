@@ -1,0 +1,80 @@
+"""The metadata tables of the web app's users and sign-ins, on the store's ``metadata``.
+
+Revision ``0004_web_auth`` creates them in older databases; this module must
+describe the same schema as the newest migration.
+
+Tables:
+
+``web_users``
+    one row per person or client: a unique ``name`` and a ``role``
+    (annotator, reviewer, scientist or admin).
+``web_tokens``
+    API tokens, stored as the SHA-256 hex digest of the token (the token itself
+    is shown once, when it is made). ``revoked_at`` ends a token.
+``web_sessions``
+    browser sessions made by signing in with a token: the SHA-256 hex of the
+    session cookie as ``session_id``, the CSRF token pages must echo, and when
+    the session ends.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from inloop.store.tables import UTCDateTime, metadata
+
+__all__ = ["ROLES", "web_sessions", "web_tokens", "web_users"]
+
+#: Roles from least to most trusted; each may do what the ones before it may.
+ROLES = ("annotator", "reviewer", "scientist", "admin")
+
+web_users = Table(
+    "web_users",
+    metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(255), nullable=False),
+    UniqueConstraint("name", name="uq_web_users_name"),
+    sqlite_autoincrement=True,
+)
+
+web_tokens = Table(
+    "web_tokens",
+    metadata,
+    Column("token_id", Integer, primary_key=True, autoincrement=True),
+    Column("user", String(255), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_used_at", UTCDateTime(), nullable=True),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("token_hash", name="uq_web_tokens_hash"),
+    ForeignKeyConstraint(
+        ["user"], ["web_users.name"], name="fk_web_tokens_user", ondelete="CASCADE"
+    ),
+    Index("ix_web_tokens_user", "user"),
+    sqlite_autoincrement=True,
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("user", String(255), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(
+        ["user"], ["web_users.name"], name="fk_web_sessions_user", ondelete="CASCADE"
+    ),
+    Index("ix_web_sessions_user", "user"),
+)
