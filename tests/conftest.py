@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -40,6 +40,12 @@ def missing_service(reason: str) -> NoReturn:
     if require_services():
         pytest.fail(f"{reason} (INLOOP_REQUIRE_SERVICES=1 turns this skip into a failure)")
     pytest.skip(reason)
+
+
+@pytest.fixture(name="missing_service", scope="session")
+def _missing_service_fixture() -> Callable[[str], NoReturn]:
+    """:func:`missing_service` for test modules, which cannot import conftest by name."""
+    return missing_service
 
 
 @pytest.fixture(autouse=True)

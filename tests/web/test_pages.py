@@ -15,13 +15,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
-from conftest import missing_service
 
 from inloop.label import (
     LabelClass,
@@ -92,7 +92,7 @@ def _wait_up(url: str, process: subprocess.Popen[bytes], seconds: float = 20.0) 
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def browser(missing_service: Callable[[str], NoReturn]) -> Iterator[Browser]:
     if not CHROMIUM.exists():
         missing_service(f"the browser tests need Debian's Chromium at {CHROMIUM} (make test)")
     if sync_playwright is None:
