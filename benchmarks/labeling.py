@@ -69,13 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "quick": args.quick,
         "parts": {},
+        "seconds": {},
     }
     for part in wanted:
         module = importlib.import_module(f"_labeling_{part}")
         console.print(f"[bold]{part}[/bold] ...")
         started = time.perf_counter()
         result = module.run(quick=args.quick)
-        result["seconds"] = round(time.perf_counter() - started, 2)
+        report["seconds"][part] = round(time.perf_counter() - started, 2)
         report["parts"][part] = result
         console.print(module.table(result))
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
