@@ -1,18 +1,33 @@
 """``inloop server``: the web app (REST API and labeling pages) under uvicorn.
 
 On the first start against a database without users it creates the user
-``admin`` and prints its token once, with the URL to sign in at.
+``admin`` and prints its token once, with the URL to sign in at. Each worker
+keeps the models of the projects with feature items in the loop (see
+:mod:`inloop.web.learning`); ``--no-learn`` serves without them.
 
 Example::
 
     inloop server --host 127.0.0.1 --port 8000
+    inloop server --no-learn
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-__all__ = ["server"]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["create_app_without_learners", "server"]
+
+
+def create_app_without_learners() -> FastAPI:
+    """The web app with no model in the loop (the uvicorn factory of ``--no-learn``)."""
+    from inloop.web.app import create_app
+
+    return create_app(learners=False)
 
 
 def server(
@@ -22,6 +37,11 @@ def server(
         1, "--workers", min=1, help="Worker processes (each opens its own database pool)."
     ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level."),
+    learn: bool = typer.Option(
+        True,
+        "--learn/--no-learn",
+        help="Retrain each feature project's model as labels arrive and serve its suggestions.",
+    ),
 ) -> None:
     """Run the web app: REST API under /api, pages at /, OpenAPI at /openapi.json."""
     import uvicorn
@@ -43,8 +63,9 @@ def server(
             f"Sign in at {url}login with it, or send 'Authorization: Bearer <token>'."
         )
     typer.echo(f"inloop server on {url} (API docs at {url}docs)")
+    factory = "inloop.web.app:create_app" if learn else f"{__name__}:create_app_without_learners"
     uvicorn.run(
-        "inloop.web.app:create_app",
+        factory,
         factory=True,
         host=host,
         port=port,

@@ -29,7 +29,6 @@ from inloop.label import (
     create_project,
     get_project,
     item_payload,
-    list_projects,
     next_items,
     queue_stats,
 )
@@ -38,6 +37,8 @@ from inloop.label.items import _COLUMNS as _ITEM_COLUMNS
 from inloop.label.items import Item
 from inloop.label.tables import label_annotations, label_items
 from inloop.web import schemas as s
+from inloop.web.access import add_member, require_project_access, visible_projects
+from inloop.web.access import router as access_router
 from inloop.web.auth import Principal, create_user, current_user, require
 from inloop.web.auth import request_engine as _request_engine
 from inloop.web.undo import undo_last
@@ -51,6 +52,10 @@ Caller = Annotated[Principal, Depends(current_user)]
 Reviewer = Annotated[Principal, Depends(require("reviewer"))]
 Scientist = Annotated[Principal, Depends(require("scientist"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
+# Routes under /projects/{name}/: a project the caller is not a member of answers 404
+# (scientists and admins see every project); see inloop.web.access.
+Member = Annotated[Principal, Depends(require_project_access())]
+ReviewerMember = Annotated[Principal, Depends(require_project_access("reviewer"))]
 
 
 class ConflictError(LabelError):
@@ -76,12 +81,18 @@ def _item_out(item: Item) -> dict[str, Any]:
     }
 
 
-def _lease_out(lease: Lease) -> dict[str, Any]:
+def _lease_out(lease: Lease, db: Engine | None = None) -> dict[str, Any]:
+    from inloop.web.learning import pool_for  # the model in the loop of the app on ``db``
+
+    pool = pool_for(db) if db is not None else None
+    suggested = pool.suggestion(lease.project_id, lease.item_id) if pool is not None else None
     return {
         "lease_id": lease.lease_id,
         "expires_at": lease.expires_at,
         "item": _item_out(lease.item),
-        "suggestion": None,
+        "suggestion": (
+            None if suggested is None else {"label": suggested[0], "confidence": suggested[1]}
+        ),
     }
 
 
@@ -100,8 +111,8 @@ def post_user(body: s.UserRequest, caller: Admin, db: DB) -> dict[str, str]:
 
 @router.get("/projects", response_model=list[s.ProjectOut])
 def get_projects(caller: Caller, db: DB) -> list[dict[str, Any]]:
-    """Every labeling project, by name."""
-    return [_project_out(p) for p in list_projects(engine=db)]
+    """The labeling projects the caller may see (annotators and reviewers: theirs), by name."""
+    return [_project_out(p) for p in visible_projects(caller.user, engine=db)]
 
 
 @router.post("/projects", status_code=201, response_model=s.ProjectOut)
@@ -121,6 +132,7 @@ def post_project(body: s.ProjectRequest, caller: Scientist, db: DB) -> dict[str,
         if _exists(body.name, db):
             raise ConflictError(str(exc)) from None
         raise
+    add_member(project.name, caller.name, added_by=caller.name, engine=db)
     return _project_out(project)
 
 
@@ -133,7 +145,7 @@ def _exists(name: str, db: Engine) -> bool:
 
 
 @router.get("/projects/{name}", response_model=s.ProjectDetail)
-def get_one_project(name: str, caller: Caller, db: DB) -> dict[str, Any]:
+def get_one_project(name: str, caller: Member, db: DB) -> dict[str, Any]:
     """A project and how far its queue is."""
     project = get_project(name, engine=db)
     stats = queue_stats(project, engine=db)
@@ -153,7 +165,7 @@ def post_items(name: str, body: s.ItemsRequest, caller: Scientist, db: DB) -> di
 @router.get("/projects/{name}/items", response_model=s.ItemsPage)
 def get_item_page(
     name: str,
-    caller: Caller,
+    caller: Member,
     db: DB,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -193,16 +205,16 @@ def get_item_page(
 
 
 @router.post("/projects/{name}/next", response_model=s.NextResponse)
-def post_next(name: str, caller: Caller, db: DB, body: s.NextRequest | None = None) -> Any:
+def post_next(name: str, caller: Member, db: DB, body: s.NextRequest | None = None) -> Any:
     """Up to ``n`` leases: the ones the caller holds first, then new ones."""
     n = body.n if body is not None else 1
     held = active_leases(name, caller.name, engine=db)[:n]
     fresh = next_items(name, caller.name, n - len(held), engine=db) if len(held) < n else []
-    return {"leases": [_lease_out(lease) for lease in held + fresh]}
+    return {"leases": [_lease_out(lease, db) for lease in held + fresh]}
 
 
 @router.post("/projects/{name}/annotations", status_code=201, response_model=s.AnnotationCreated)
-def post_annotation(name: str, body: s.AnnotationRequest, caller: Caller, db: DB) -> Any:
+def post_annotation(name: str, body: s.AnnotationRequest, caller: Member, db: DB) -> Any:
     """Record the caller's answer for an item (``label`` null: skip); completes their lease."""
     event = annotate(name, body.item_id, caller.name, body.label, seconds=body.seconds, engine=db)
     return {
@@ -214,14 +226,14 @@ def post_annotation(name: str, body: s.AnnotationRequest, caller: Caller, db: DB
 
 
 @router.post("/projects/{name}/undo", response_model=s.UndoResponse)
-def post_undo(name: str, caller: Caller, db: DB) -> Any:
+def post_undo(name: str, caller: Member, db: DB) -> Any:
     """Give the caller's last answered item back as a lease, to answer again (or null)."""
     lease = undo_last(name, caller.name, engine=db)
-    return {"lease": None if lease is None else _lease_out(lease)}
+    return {"lease": None if lease is None else _lease_out(lease, db)}
 
 
 @router.get("/projects/{name}/stats", response_model=s.Stats)
-def get_stats(name: str, caller: Caller, db: DB) -> Any:
+def get_stats(name: str, caller: Member, db: DB) -> Any:
     """Queue counts, labels in the last hour and people's labels per annotator."""
     project = get_project(name, engine=db)
     counts = queue_stats(project, engine=db)
@@ -299,7 +311,7 @@ def _review_out(record: Any) -> dict[str, Any]:
 @router.get("/projects/{name}/reviews", response_model=s.ReviewsResponse)
 def get_reviews(
     name: str,
-    caller: Reviewer,
+    caller: ReviewerMember,
     db: DB,
     kind: Annotated[str | None, Query(pattern="^(audit|disagreement)$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -312,7 +324,7 @@ def get_reviews(
 
 @router.post("/projects/{name}/reviews/{review_id}/decision")
 def post_decision(
-    name: str, review_id: int, body: s.DecisionRequest, caller: Reviewer, db: DB
+    name: str, review_id: int, body: s.DecisionRequest, caller: ReviewerMember, db: DB
 ) -> dict[str, Any]:
     """Keep the given label or change it; the decision is recorded (reviewer or higher)."""
     if body.decision == "change" and body.label is None:
@@ -327,3 +339,7 @@ def post_decision(
         "decision": _field(review, "decision") or body.decision,
         "label": _field(review, "decided_label"),
     }
+
+
+# GET/PATCH /api/users and project members: inloop.web.access.
+router.include_router(access_router)

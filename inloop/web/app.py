@@ -1,7 +1,9 @@
 """The web app: the REST API, sign-in, the pages and their static files.
 
 ``create_app()`` builds a FastAPI app on the metadata database (the configured
-one unless ``engine`` is given); ``inloop server`` runs it under uvicorn.
+one unless ``engine`` is given); ``inloop server`` runs it under uvicorn. While
+the app runs (its lifespan), a :class:`~inloop.web.learning.LearnerPool` keeps
+each feature project's model in the loop (``learners=False`` turns it off).
 
 >>> from inloop.store import get_engine
 >>> app = create_app(engine=get_engine("sqlite://"))
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +39,23 @@ templates = Jinja2Templates(directory=str(_HERE / "templates"))
 _PAGES_MODULE = "inloop.web.pages"
 
 
-def create_app(*, engine: Engine | None = None) -> FastAPI:
-    """The inloop web app on ``engine`` (default: ``get_engine()``, migrated on first use)."""
+def create_app(*, engine: Engine | None = None, learners: bool = True) -> FastAPI:
+    """The inloop web app on ``engine`` (default: ``get_engine()``, migrated on first use).
+
+    With ``learners`` (the default) the app's lifespan runs a
+    :class:`~inloop.web.learning.LearnerPool` (``app.state.learners``; None without).
+    """
     from inloop.web import api, auth
+    from inloop.web.learning import LearnerPool
 
     app = FastAPI(
         title="inloop",
         version=__version__,
         description="Labeling projects, queues and reviews of inloop.",
+        lifespan=_lifespan,
     )
     app.state.engine = engine if engine is not None else get_engine()
+    app.state.learners = LearnerPool(app.state.engine) if learners else None
     app.state.templates = templates
     app.add_exception_handler(InloopError, _inloop_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -55,6 +66,19 @@ def create_app(*, engine: Engine | None = None) -> FastAPI:
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run the app's learner pool (if any) while the app serves."""
+    pool = app.state.learners
+    if pool is not None:
+        pool.start()
+    try:
+        yield
+    finally:
+        if pool is not None:
+            pool.stop()
 
 
 def _status(exc: InloopError) -> int:

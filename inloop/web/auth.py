@@ -411,7 +411,8 @@ def login(
     if user is None:
         return RedirectResponse("/login?error=token", status_code=303)
     session, csrf = create_session(user, engine=engine)
-    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    # Only paths on this site: "//host" and "/\\host" would send the user elsewhere.
+    target = next if next.startswith("/") and next[1:2] not in ("/", "\\") else "/"
     response = RedirectResponse(target, status_code=303)
     max_age = SESSION_HOURS * 3600
     secure = _secure(request)

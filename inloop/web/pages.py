@@ -24,7 +24,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from inloop.label.projects import LabelNotFoundError, Project, get_project, list_projects
+from inloop.label.projects import LabelNotFoundError, Project, get_project
+from inloop.web.access import may_see, visible_projects
 from inloop.web.auth import SESSION_COOKIE, User, request_engine, session_user
 
 __all__ = ["PREFETCH", "RESERVED_KEYS", "PageClass", "class_keys", "router"]
@@ -111,9 +112,17 @@ def _render(
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
 
 
-async def _project(request: Request, name: str) -> Project | None:
+async def _project(request: Request, name: str, user: User) -> Project | None:
+    """The project, or None when it is missing or ``user`` may not see it.
+
+    Both get the same 404 page, so that someone outside a project cannot learn
+    that a project of that name exists (see :mod:`inloop.web.access`).
+    """
+    engine = request_engine(request)
+    if not await run_in_threadpool(may_see, user, name, engine=engine):
+        return None
     try:
-        return await run_in_threadpool(get_project, name, engine=request_engine(request))
+        return await run_in_threadpool(get_project, name, engine=engine)
     except LabelNotFoundError:
         return None
 
@@ -154,7 +163,7 @@ async def projects_page(request: Request) -> Response:
     if found is None:
         return _to_login(request)
     user, csrf = found
-    projects = await run_in_threadpool(list_projects, engine=request_engine(request))
+    projects = await run_in_threadpool(visible_projects, user, engine=request_engine(request))
     rows = [
         {
             "name": p.name,
@@ -178,7 +187,7 @@ async def label_page(request: Request, name: str) -> Response:
     if found is None:
         return _to_login(request)
     user, csrf = found
-    project = await _project(request, name)
+    project = await _project(request, name, user)
     if project is None:
         return _not_found(request, user, csrf, name)
     classes = class_keys(project)
@@ -220,7 +229,7 @@ async def _review_page(request: Request, name: str, kind: str) -> Response:
     if found is None:
         return _to_login(request)
     user, csrf = found
-    project = await _project(request, name)
+    project = await _project(request, name, user)
     if project is None:
         return _not_found(request, user, csrf, name)
     heading, explanation = _REVIEW_KINDS[kind]

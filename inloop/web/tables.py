@@ -15,6 +15,10 @@ Tables:
     browser sessions made by signing in with a token: the SHA-256 hex of the
     session cookie as ``session_id``, the CSRF token pages must echo, and when
     the session ends.
+``web_project_members``
+    who may work in which labeling project (revision ``0005_project_members``):
+    annotators and reviewers see only the projects they are members of;
+    scientists and admins see every project.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Table,
     UniqueConstraint,
@@ -31,7 +36,7 @@ from sqlalchemy import (
 
 from inloop.store.tables import UTCDateTime, metadata
 
-__all__ = ["ROLES", "web_sessions", "web_tokens", "web_users"]
+__all__ = ["ROLES", "web_project_members", "web_sessions", "web_tokens", "web_users"]
 
 #: Roles from least to most trusted; each may do what the ones before it may.
 ROLES = ("annotator", "reviewer", "scientist", "admin")
@@ -77,4 +82,24 @@ web_sessions = Table(
         ["user"], ["web_users.name"], name="fk_web_sessions_user", ondelete="CASCADE"
     ),
     Index("ix_web_sessions_user", "user"),
+)
+
+web_project_members = Table(
+    "web_project_members",
+    metadata,
+    Column("project_id", Integer, nullable=False),
+    Column("user", String(255), nullable=False),
+    Column("added_at", UTCDateTime(), nullable=False),
+    Column("added_by", String(255), nullable=False),
+    PrimaryKeyConstraint("project_id", "user", name="pk_web_project_members"),
+    ForeignKeyConstraint(
+        ["project_id"],
+        ["label_projects.project_id"],
+        name="fk_web_project_members_project",
+        ondelete="CASCADE",
+    ),
+    ForeignKeyConstraint(
+        ["user"], ["web_users.name"], name="fk_web_project_members_user", ondelete="CASCADE"
+    ),
+    Index("ix_web_project_members_user", "user"),
 )

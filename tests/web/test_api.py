@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from inloop.label import add_items, annotate, create_project, history
 from inloop.store.db import get_engine
 from inloop.web import create_app
+from inloop.web.access import add_member
 from inloop.web.auth import create_user
 
 with warnings.catch_warnings():
@@ -48,7 +49,7 @@ def ana(engine: Engine) -> dict[str, str]:
 
 
 @pytest.fixture
-def project(client: TestClient, sci: dict[str, str]) -> str:
+def project(client: TestClient, sci: dict[str, str], ana: dict[str, str]) -> str:
     body = {
         "name": "tickets",
         "classes": [{"name": "bug", "key": "1"}, "feature"],
@@ -62,6 +63,8 @@ def project(client: TestClient, sci: dict[str, str]) -> str:
     response = client.post("/api/projects/tickets/items", json={"items": items}, headers=sci)
     assert response.status_code == 201
     assert len(response.json()["item_ids"]) == 5
+    member = client.post("/api/projects/tickets/members", json={"user": "ana"}, headers=sci)
+    assert member.status_code == 201
     return "tickets"
 
 
@@ -204,6 +207,7 @@ def test_next_and_annotation_errors(
     assert gone.status_code == 404 and "No item 999" in gone.json()["detail"]
     other = client.post("/api/projects", json={"name": "o", "classes": ["a", "b"]}, headers=sci)
     assert other.status_code == 201
+    client.post("/api/projects/o/members", json={"user": "ana"}, headers=sci)
     assert client.post("/api/projects/o/undo", headers=ana).json() == {"lease": None}
     negative = client.post(
         "/api/projects/tickets/annotations",
@@ -222,6 +226,7 @@ def test_reviews_of_disagreements(client: TestClient, engine: Engine) -> None:
     annotate("votes", item, "bo", "b", engine=engine)
     queue_disagreements("votes", engine=engine)
     rita = {"Authorization": f"Bearer {create_user('rita', 'reviewer', engine=engine)}"}
+    add_member("votes", "rita", added_by="test", engine=engine)
     reviews = client.get("/api/projects/votes/reviews?kind=disagreement", headers=rita).json()
     [review] = reviews["reviews"]
     assert review["kind"] == "disagreement" and review["item"]["id"] == item

@@ -167,3 +167,16 @@ def test_csrf_is_enforced_for_cookie_sessions(client: TestClient, engine: Engine
     client.cookies.clear()
     other = {"name": "q", "classes": ["a", "b"]}
     assert client.post("/api/projects", json=other, headers=bearer(token)).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("asked", "landed"),
+    [("/projects/x/label", "/projects/x/label"), ("//evil.test", "/"), ("/\\evil.test", "/"),
+     ("https://evil.test", "/")],
+)  # fmt: skip
+def test_login_only_redirects_within_the_site(
+    client: TestClient, engine: Engine, asked: str, landed: str
+) -> None:
+    token = create_user("nell", "annotator", engine=engine)
+    response = client.post("/login", data={"token": token, "next": asked}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == landed

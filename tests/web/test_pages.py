@@ -34,6 +34,7 @@ from inloop.label import (
 )
 from inloop.label.review import queue_disagreements
 from inloop.store.db import get_engine
+from inloop.web.access import add_member
 from inloop.web.auth import create_user
 from inloop.web.pages import class_keys
 
@@ -119,6 +120,8 @@ def server(db_url: str, inloop_home: Path) -> Iterator[Server]:
     add_items(PROJECT, ITEMS, engine=engine)
     annotator = create_user("ana", "annotator", engine=engine)
     reviewer = create_user("rita", "reviewer", engine=engine)
+    for member in ("ana", "rita"):
+        add_member(PROJECT, member, added_by="test", engine=engine)
     port = _free_port()
     env = {**os.environ, "INLOOP_DB_URL": db_url, "INLOOP_HOME": str(inloop_home)}
     process = subprocess.Popen(
