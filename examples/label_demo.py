@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  inloop server            # on first start it prints the admin token\n"
         f"  open {URL}\n"
         f"  and log in with that token; keys 0-9 answer, the queue advances.\n"
-        f"Keep the model in the loop meanwhile (retrains every 10 labels, reorders the queue):\n"
-        f"  python examples/label_demo.py --learn"
+        f"The server keeps a model in the loop: it retrains every 10 labels, reorders the\n"
+        f"queue and shows its suggestion on the page (`inloop server --no-learn` turns it off)."
     )
     return 0
 
