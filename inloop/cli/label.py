@@ -11,7 +11,6 @@ line and exit with status 1, like every other command::
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -384,16 +383,6 @@ def export_command(
 # --------------------------------------------------------------------------- status
 
 
-def _review_module() -> Any:
-    """``inloop.label.review`` (agreement summaries, audit queues), or None where missing."""
-    try:
-        return importlib.import_module("inloop.label.review")
-    except ModuleNotFoundError as exc:
-        if exc.name != "inloop.label.review":
-            raise
-        return None
-
-
 def _projects_table() -> Table | None:
     from inloop.label.annotations import current_labels
     from inloop.label.projects import list_projects
@@ -420,7 +409,7 @@ def _projects_table() -> Table | None:
 
 
 def _summary_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """Overview rows from :func:`inloop.label.review.agreement_summary`."""
+    """Overview rows from :func:`inloop.label.consensus.agreement_summary`."""
     items = summary.get("items", {})
     kappa = summary.get("fleiss_kappa")
     ds = summary.get("dawid_skene", {})
@@ -444,17 +433,6 @@ def _ratio(value: float | None, *, percent: bool) -> str:
     return f"{value:.0%}" if percent else f"{value:.2f}"
 
 
-def _agreement_fallback(by_item: dict[int, dict[str, str]]) -> list[tuple[str, str]]:
-    multi = [labels for labels in by_item.values() if len(labels) >= 2]
-    if not multi:
-        return [("agreement", "n/a (no item has labels from 2 annotators)")]
-    agree = sum(1 for labels in multi if len(set(labels.values())) == 1)
-    return [
-        ("items with 2+ annotators", str(len(multi))),
-        ("agreement", f"{agree / len(multi):.1%} of those items have one label"),
-    ]
-
-
 def _project_tables(name: str) -> list[Table]:
     from inloop.label.annotations import current_labels, list_annotations
     from inloop.label.projects import get_project
@@ -471,14 +449,11 @@ def _project_tables(name: str) -> list[Table]:
         counts[0 if event.label is not None else 1] += 1
         if event.label is not None and event.origin in ("human", "import"):
             by_item.setdefault(event.item_id, {})[event.annotator] = event.label
-    review = _review_module()
-    consensus: dict[str, dict[str, Any]] = {}
-    if review is None:
-        agreement = _agreement_fallback(by_item)
-    else:
-        summary = review.agreement_summary(project)
-        agreement = _summary_rows(summary)
-        consensus = {a["name"]: a for a in summary.get("annotators", [])}
+    from inloop.label.consensus import agreement_summary
+
+    summary = agreement_summary(project)
+    agreement = _summary_rows(summary)
+    consensus: dict[str, dict[str, Any]] = {a["name"]: a for a in summary.get("annotators", [])}
 
     overview = Table(title=f"Project {escape(project.name)}", show_header=False)
     overview.add_column("what")
@@ -578,16 +553,9 @@ def audit_command(
 ) -> None:
     """Find likely mislabels by cross-validation and queue them for review."""
     with _cli().user_errors():
-        review = _review_module()
-        if review is None:
-            _cli()._stderr().print(
-                "[red]Error:[/red] inloop label audit needs inloop.label.review, which this "
-                "installation does not have yet; audit in Python with "
-                "inloop.label.run_audit(X, y) instead.",
-                soft_wrap=True,
-            )
-            raise typer.Exit(1) from None
-        entries = review.queue_audit(name, budget=budget, folds=folds, use_flow=flow)
+        from inloop.label.review import queue_audit
+
+        entries = queue_audit(name, budget=budget, folds=folds, use_flow=flow)
         console = _cli()._stdout()
         if not entries:
             console.print(escape(f"The audit of {name!r} found no suspect labels."))

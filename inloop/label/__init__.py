@@ -45,6 +45,7 @@ from inloop.label.audit_flow import (
     AuditFlow,
     run_audit,
 )
+from inloop.label.consensus import agreement_summary
 from inloop.label.io import (
     ImportResult,
     export_labels,
@@ -78,7 +79,6 @@ from inloop.label.queue import (
 )
 from inloop.label.review import (
     Review,
-    agreement_summary,
     decide,
     get_review,
     queue_audit,

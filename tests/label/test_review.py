@@ -11,12 +11,12 @@ from sklearn.linear_model import LogisticRegression
 from sqlalchemy import Engine, select
 
 from inloop.label.annotations import annotate, current_labels, history
+from inloop.label.consensus import agreement_summary
 from inloop.label.io import import_items
 from inloop.label.items import add_items
 from inloop.label.projects import LabelError, LabelNotFoundError, create_project
 from inloop.label.review import (
     Review,
-    agreement_summary,
     decide,
     get_review,
     queue_audit,
