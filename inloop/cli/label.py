@@ -99,6 +99,11 @@ def create_command(
     ),
     instructions: str = typer.Option("", "--instructions", help="What annotators read."),
     overlap: int = typer.Option(1, "--overlap", help="How many annotators label each item."),
+    task_type: str = typer.Option(
+        "single_label",
+        "--task-type",
+        help="single_label (one class per item) or multi_label (any set of classes).",
+    ),
 ) -> None:
     """Create a labeling project."""
     from inloop.label.projects import create_project
@@ -109,12 +114,16 @@ def create_command(
             _class_list(classes, classes_csv, keys),
             instructions=instructions,
             overlap=overlap,
+            task_type=task_type.replace("-", "_"),
         )
         shown = ", ".join(
             c.name if c.key is None else f"{c.name} [{c.key}]" for c in project.classes
         )
         _cli()._stdout().print(
-            escape(f"Created project {project.name!r}: classes {shown}; overlap {project.overlap}.")
+            escape(
+                f"Created {project.task_type} project {project.name!r}: classes {shown}; "
+                f"overlap {project.overlap}."
+            )
         )
 
 
@@ -302,6 +311,11 @@ def _write_items(
         project = load_project(conn, name)
     rows = prepare_items(project, items)
     now = _now()
+    if project.task_type == "multi_label":  # a CSV cell 'a|b' holds a set of classes
+        labels = [
+            [p.strip() for p in label.split("|") if p.strip()] if isinstance(label, str) else label
+            for label in labels
+        ]
     events = [
         (position, event_row(project, 0, _IMPORTER, label, origin="import", now=now))
         for position, label in enumerate(labels)
@@ -446,13 +460,16 @@ def _project_tables(name: str) -> list[Table]:
     by_item: dict[int, dict[str, str]] = {}
     for event in events:
         counts = per_annotator.setdefault(event.annotator, [0, 0])
-        counts[0 if event.label is not None else 1] += 1
+        counts[1 if event.skipped else 0] += 1
         if event.label is not None and event.origin in ("human", "import"):
             by_item.setdefault(event.item_id, {})[event.annotator] = event.label
     from inloop.label.consensus import agreement_summary
 
-    summary = agreement_summary(project)
-    agreement = _summary_rows(summary)
+    if project.task_type == "single_label":
+        summary = agreement_summary(project)
+        agreement = _summary_rows(summary)
+    else:  # agreement statistics are for single-label projects
+        summary, agreement = {}, [("agreement", "n/a (multi-label project)")]
     consensus: dict[str, dict[str, Any]] = {a["name"]: a for a in summary.get("annotators", [])}
 
     overview = Table(title=f"Project {escape(project.name)}", show_header=False)

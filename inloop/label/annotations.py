@@ -7,6 +7,10 @@ derived from its events (:func:`current_labels`): a reviewer's latest decision
 wins, then the latest label a person gave, then the latest imported or model
 label. Skips never count.
 
+In a ``multi_label`` project an answer is a set of classes (a list, tuple or
+set; empty means "none of these apply"): the event keeps ``label`` None and
+carries the sorted class names in ``labels``.
+
 >>> from inloop.store import get_engine
 >>> from inloop.label.projects import create_project
 >>> from inloop.label.items import add_items
@@ -21,7 +25,7 @@ label. Skips never count.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,7 +63,11 @@ COUNTED_ORIGINS = ("human", "import")
 
 @dataclass(frozen=True)
 class Annotation:
-    """One label event. ``label`` is None for a skip; ``seconds`` is the time spent."""
+    """One label event. ``label`` is None for a skip; ``seconds`` is the time spent.
+
+    In a multi-label project ``label`` is always None and ``labels`` holds the
+    sorted classes of an answer (None for a skip).
+    """
 
     annotation_id: int
     item_id: int
@@ -71,19 +79,35 @@ class Annotation:
     origin: str
     reason: str | None
     created_at: datetime
+    labels: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
 class CurrentLabel:
-    """An item's current label and the event it comes from."""
+    """An item's current label and the event it comes from.
+
+    In a multi-label project ``label`` is None and ``labels`` is the sorted
+    tuple of classes (possibly empty); in a single-label one ``labels`` is None.
+    """
 
     item_id: int
     external_id: str
-    label: str
+    label: str | None
     origin: str
     annotator: str
     annotation_id: int
     created_at: datetime
+    labels: tuple[str, ...] | None = None
+
+
+def _labels_tuple(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
+def _annotation(row: Any) -> Annotation:
+    values = list(row)
+    values[-1] = _labels_tuple(values[-1])
+    return Annotation(*values)
 
 
 _COLUMNS = tuple(label_annotations.c[name] for name in Annotation.__dataclass_fields__)
@@ -93,6 +117,21 @@ def check_label(project: Project, label: object) -> str | None:
     """``label`` as one of the project's class names (ints match their string), or None."""
     if label is None:
         return None
+    if project.task_type == "multi_label":
+        raise LabelError(
+            f"Project {project.name!r} is multi-label: give a list of classes (a subset of "
+            f"{list(project.class_names)}), not the single label {label!r}."
+        )
+    if isinstance(label, list | tuple | Set):
+        raise LabelError(
+            f"Project {project.name!r} is single-label: give one class among "
+            f"{list(project.class_names)} or None to skip, not the list {list(label)!r}. "
+            "Only multi_label projects take a set of classes."
+        )
+    return _one_class(project, label)
+
+
+def _one_class(project: Project, label: object) -> str:
     names = project.class_names
     if isinstance(label, str):
         if label in names:
@@ -111,6 +150,41 @@ def check_label(project: Project, label: object) -> str | None:
         f"Label {label!r} is not a class of project {project.name!r}. "
         f"Accepted: {list(names)}, or None to skip."
     )
+
+
+def check_labels(project: Project, labels: object) -> tuple[str, ...] | None:
+    """The classes of a multi-label answer, checked and sorted (None: a skip).
+
+    ``labels`` is a list, tuple or set of class names (empty: none apply).
+    """
+    if labels is None:
+        return None
+    if project.task_type != "multi_label":
+        raise LabelError(
+            f"Project {project.name!r} is {project.task_type}: give one class among "
+            f"{list(project.class_names)}, not a set of classes {labels!r}."
+        )
+    if isinstance(labels, str | bytes) or not isinstance(labels, list | tuple | Set):
+        raise LabelError(
+            f"Project {project.name!r} is multi-label: give a list of classes (a subset of "
+            f"{list(project.class_names)}, [] for none of them) or None to skip. Got {labels!r}."
+        )
+    checked = set()
+    for entry in labels:
+        if isinstance(entry, list | tuple | Set):
+            raise LabelError(
+                f"Invalid class {entry!r} in the labels {labels!r} of project {project.name!r}: "
+                f"each must be one of {list(project.class_names)}."
+            )
+        checked.add(_one_class(project, entry))
+    return tuple(sorted(checked))
+
+
+def check_answer(project: Project, label: object) -> tuple[str | None, tuple[str, ...] | None]:
+    """``(label, labels)`` of an answer for the project's task type; both None for a skip."""
+    if project.task_type == "multi_label":
+        return None, check_labels(project, label)
+    return check_label(project, label), None
 
 
 def _check_annotator(annotator: object) -> str:
@@ -139,10 +213,15 @@ def event_row(
     reason: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """A checked annotation row, ready to insert (for :mod:`inloop.label.io` batches)."""
-    checked = check_label(project, label)
+    """A checked annotation row, ready to insert (for :mod:`inloop.label.io` batches).
+
+    ``label`` is a class name (single-label projects) or a list of class names
+    (multi-label projects); None is a skip.
+    """
+    checked, checked_set = check_answer(project, label)
+    skipped = checked is None and checked_set is None
     origin = _check_origin(origin)
-    if checked is None and origin != "human":
+    if skipped and origin != "human":
         raise LabelError(
             f"Only people skip: an annotation with origin {origin!r} needs a label, one of "
             f"{list(project.class_names)}."
@@ -157,7 +236,8 @@ def event_row(
         "project_id": project.project_id,
         "annotator": _check_annotator(annotator),
         "label": checked,
-        "skipped": checked is None,
+        "labels": None if checked_set is None else list(checked_set),
+        "skipped": skipped,
         "seconds": secs,
         "origin": origin,
         "reason": reason,
@@ -174,7 +254,7 @@ def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     """
     if not rows:
         return
-    counted = [r for r in rows if r["label"] is not None and r["origin"] in COUNTED_ORIGINS]
+    counted = [r for r in rows if not r["skipped"] and r["origin"] in COUNTED_ORIGINS]
     new_pairs: dict[tuple[int, str], None] = {}
     if counted:
         pairs = {(r["item_id"], r["annotator"]) for r in counted}
@@ -188,7 +268,7 @@ def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
                     select(label_annotations.c.item_id, label_annotations.c.annotator)
                     .where(
                         label_annotations.c.item_id.in_(chunk),
-                        label_annotations.c.label.is_not(None),
+                        ~label_annotations.c.skipped,
                         label_annotations.c.origin.in_(COUNTED_ORIGINS),
                     )
                     .distinct()
@@ -214,7 +294,7 @@ def annotate(
     project: ProjectRef,
     item: ItemRef,
     annotator: str,
-    label: str | int | None,
+    label: str | int | Iterable[str] | None,
     *,
     seconds: float | None = None,
     origin: str = "human",
@@ -225,7 +305,8 @@ def annotate(
 
     ``origin`` is ``human`` (default), ``model``, ``import`` or ``review`` (a
     reviewer's final call). A person's answer also completes their lease on the
-    item, if they hold one. ``label`` must be one of the project's classes.
+    item, if they hold one. ``label`` must be one of the project's classes; in a
+    multi-label project it is a list, tuple or set of them (``[]``: none apply).
 
     >>> from inloop.store import get_engine
     >>> from inloop.label.projects import create_project
@@ -269,11 +350,14 @@ def annotate(
                 )
                 .values(state="done", finished_at=now)
             )
-    return Annotation(annotation_id=annotation_id, **row)
+    return Annotation(
+        annotation_id=annotation_id,
+        **dict(row, labels=_labels_tuple(row["labels"])),
+    )
 
 
 def _insert_one(conn: Connection, row: dict[str, Any]) -> int:
-    counted = row["label"] is not None and row["origin"] in COUNTED_ORIGINS
+    counted = not row["skipped"] and row["origin"] in COUNTED_ORIGINS
     first = False
     if counted:
         first = (
@@ -282,7 +366,7 @@ def _insert_one(conn: Connection, row: dict[str, Any]) -> int:
                 .where(
                     label_annotations.c.item_id == row["item_id"],
                     label_annotations.c.annotator == row["annotator"],
-                    label_annotations.c.label.is_not(None),
+                    ~label_annotations.c.skipped,
                     label_annotations.c.origin.in_(COUNTED_ORIGINS),
                 )
                 .limit(1)
@@ -322,7 +406,7 @@ def history(
             .where(label_annotations.c.item_id == found.item_id)
             .order_by(label_annotations.c.annotation_id)
         ).all()
-    return [Annotation(*r) for r in rows]
+    return [_annotation(r) for r in rows]
 
 
 def list_annotations(
@@ -353,7 +437,7 @@ def list_annotations(
         if after_id is not None:
             query = query.where(label_annotations.c.annotation_id > after_id)
         rows = conn.execute(query.order_by(label_annotations.c.annotation_id)).all()
-    return [Annotation(*r) for r in rows]
+    return [_annotation(r) for r in rows]
 
 
 def derive_current(rows: Iterable[Row[Any]]) -> dict[int, CurrentLabel]:
@@ -373,6 +457,7 @@ def derive_current(rows: Iterable[Row[Any]]) -> dict[int, CurrentLabel]:
             annotator=r.annotator,
             annotation_id=r.annotation_id,
             created_at=r.created_at,
+            labels=_labels_tuple(r.labels),
         )
         for item_id, (_rank, r) in sorted(best.items())
     }
@@ -391,11 +476,12 @@ def current_query(
             label_annotations.c.origin,
             label_annotations.c.annotator,
             label_annotations.c.created_at,
+            label_annotations.c.labels,
         )
         .join(label_items, label_items.c.item_id == label_annotations.c.item_id)
         .where(
             label_annotations.c.project_id == project.project_id,
-            label_annotations.c.label.is_not(None),
+            ~label_annotations.c.skipped,
         )
     )
     if as_of is not None:

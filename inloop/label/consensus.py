@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Engine, func, select
 
-from inloop.label.projects import Project, ProjectRef, _engine, load_project
+from inloop.label.projects import (
+    Project,
+    ProjectRef,
+    _engine,
+    load_project,
+    require_single_label,
+)
 from inloop.label.tables import REVIEW_KINDS, label_annotations, label_items, label_reviews
 
 __all__ = ["Votes", "agreement_summary", "consensus_dawid_skene", "human_votes", "vote_reason"]
@@ -112,6 +118,7 @@ def agreement_summary(project: ProjectRef, *, engine: Engine | None = None) -> d
 
     with _engine(engine).connect() as conn:
         record = load_project(conn, project)
+        require_single_label(record, "agreement_summary")
         votes = human_votes(conn, record)
         total = conn.execute(
             select(func.count()).where(label_items.c.project_id == record.project_id)

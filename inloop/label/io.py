@@ -12,6 +12,10 @@ File rows are dicts (CSV columns or JSON objects):
   none of these uses its other columns, as numbers, as the features;
 - ``label`` (optional; empty means unlabeled) and ``priority`` (optional).
 
+In a ``multi_label`` project a label is a set of classes: a JSON list in
+JSONL (``[]``: none apply), classes joined with ``|`` in CSV (``"a|b"``; an
+empty cell is unlabeled). Exports write them the same way.
+
 >>> import numpy as np
 >>> from inloop.store import get_engine
 >>> from inloop.label.projects import create_project
@@ -210,6 +214,8 @@ def import_items(
         items, found_labels = [], []
         for index, row in enumerate(_read_rows(path, kind)):
             item, label = _item_from_file_row(row, index, repr(str(path)))
+            if record.task_type == "multi_label" and isinstance(label, str):
+                label = [part.strip() for part in label.split("|") if part.strip()]
             item.setdefault("source", item_source)
             items.append(item)
             found_labels.append(label)
@@ -286,8 +292,9 @@ def export_labels(
     """Write every labeled item's current label to a CSV or JSONL file; returns the row count.
 
     Columns: ``external_id``, ``item_id``, ``label``, ``origin``, ``annotator``,
-    ``labeled_at`` (ISO 8601, UTC). The file is written under a temporary name
-    and renamed, so a reader never sees half of it.
+    ``labeled_at`` (ISO 8601, UTC). A multi-label project's ``label`` is the list
+    of classes in JSONL and the classes joined with ``|`` in CSV. The file is
+    written under a temporary name and renamed, so a reader never sees half of it.
 
     >>> import tempfile, numpy as np
     >>> from inloop.store import get_engine
@@ -301,11 +308,11 @@ def export_labels(
     target = Path(path)
     kind = _format(target, format, "export_labels")
     labels = current_labels(project, engine=engine)
-    records = [
+    records: list[dict[str, Any]] = [
         {
             "external_id": c.external_id,
             "item_id": c.item_id,
-            "label": c.label,
+            "label": c.label if c.labels is None else list(c.labels),
             "origin": c.origin,
             "annotator": c.annotator,
             "labeled_at": c.created_at.isoformat(),
@@ -318,7 +325,10 @@ def export_labels(
             if kind == "csv":
                 writer = csv.DictWriter(handle, fieldnames=_EXPORT_FIELDS)
                 writer.writeheader()
-                writer.writerows(records)
+                writer.writerows(
+                    dict(r, label="|".join(r["label"])) if isinstance(r["label"], list) else r
+                    for r in records
+                )
             else:
                 for record in records:
                     handle.write(json.dumps(record) + "\n")

@@ -47,7 +47,15 @@ from sqlalchemy import Connection, Engine, func, select
 
 from inloop.label.annotations import current_query, derive_current
 from inloop.label.items import Item, get_items, item_payload
-from inloop.label.projects import LabelError, Project, ProjectRef, _engine, _now, load_project
+from inloop.label.projects import (
+    LabelError,
+    Project,
+    ProjectRef,
+    _engine,
+    _now,
+    load_project,
+    require_single_label,
+)
 from inloop.label.queue import active_leases, set_priorities
 from inloop.label.strategies import (
     HybridSampler,
@@ -249,10 +257,15 @@ class ActiveLearner:
 
     # -- reading the project ---------------------------------------------------------------
 
+    def _load(self, conn: Connection) -> Project:
+        record = load_project(conn, self.project)
+        require_single_label(record, "ActiveLearner")
+        return record
+
     def _read(self) -> _Data:
         engine = _engine(self.engine)
         with engine.connect() as conn, conn.begin():
-            record = load_project(conn, self.project)
+            record = self._load(conn)
             last_id = self._max_annotation_id(conn, record)
             rows = conn.execute(
                 select(label_items.c.item_id, label_items.c.kind, label_items.c.n_labels)
@@ -317,7 +330,7 @@ class ActiveLearner:
         """
         engine = _engine(self.engine)
         with engine.connect() as conn:
-            record = load_project(conn, self.project)
+            record = self._load(conn)
             query = (
                 select(func.count())
                 .select_from(label_annotations)

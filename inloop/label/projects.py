@@ -192,8 +192,10 @@ def create_project(
     """Create a labeling project and return it.
 
     ``classes`` are names or ``{"name", "key"}`` dicts (``key``: one character
-    that picks the class on the labeling page). ``created_by`` defaults to the
-    current user (``INLOOP_USER`` or the login name).
+    that picks the class on the labeling page). ``task_type`` is
+    ``single_label`` (one class per answer) or ``multi_label`` (a set of
+    classes per answer). ``created_by`` defaults to the current user
+    (``INLOOP_USER`` or the login name).
 
     >>> from inloop.store import get_engine
     >>> p = create_project(
@@ -205,12 +207,9 @@ def create_project(
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise LabelError(f"Invalid project name {name!r}: expected {_NAME_RULE}.")
     if task_type not in TASK_TYPES:
-        later = (
-            " ('multi_label' is planned, not available yet)" if task_type == "multi_label" else ""
-        )
         raise LabelError(
-            f"The 'task_type' parameter of create_project must be one of {list(TASK_TYPES)}. "
-            f"Got {task_type!r}{later}."
+            f"The 'task_type' parameter of create_project must be one of {list(TASK_TYPES)} "
+            f"('multi_label': each answer is a set of classes). Got {task_type!r}."
         )
     checked_classes = _check_classes(classes)
     if not isinstance(instructions, str):
@@ -342,6 +341,15 @@ def list_projects(*, engine: Engine | None = None) -> list[Project]:
     with _engine(engine).connect() as conn:
         rows = conn.execute(select(label_projects).order_by(label_projects.c.name)).all()
     return [_project_from_row(r) for r in rows]
+
+
+def require_single_label(project: Project, what: str) -> None:
+    """Refuse a multi-label ``project`` in ``what``, which handles one class per item only."""
+    if project.task_type != "single_label":
+        raise LabelError(
+            f"{what} supports single-label projects; project {project.name!r} is "
+            f"{project.task_type.replace('_', '-')}."
+        )
 
 
 def check_finite(name: str, value: object, where: str) -> float:

@@ -58,6 +58,7 @@ from inloop.label.projects import (
     _engine,
     _now,
     load_project,
+    require_single_label,
 )
 from inloop.label.tables import (
     REVIEW_DECISIONS,
@@ -481,6 +482,7 @@ def queue_audit(
     engine = _engine(engine)
     with engine.connect() as conn:
         record = load_project(conn, project)
+        require_single_label(record, "queue_audit")
         ids, X, y, reviewed = _feature_data(conn, project=record)
     if not ids:
         raise LabelError(
@@ -551,6 +553,7 @@ def queue_disagreements(
     engine = _engine(engine)
     with engine.connect() as conn:
         record = load_project(conn, project)
+        require_single_label(record, "queue_disagreements")
         votes = human_votes(conn, record)
         reviewed = _reviewed_items(conn, record)
     if votes.matrix.size == 0:

@@ -73,6 +73,8 @@ class Snapshot:
 
     ``X`` is a float array (one row per item) for feature items, and an object
     array of texts (or of image URLs/keys) otherwise; ``y`` holds class names.
+    In a multi-label project ``y`` is a multi-hot int matrix of shape
+    ``(n_items, len(classes))``: column ``j`` is 1 when ``classes[j]`` applies.
     Rows are in item id order. Unpacks as ``X, y, snapshot_id = snapshot(...)``.
     """
 
@@ -131,14 +133,24 @@ def _build_X(project: Project, items: list[Item], artifacts: ArtifactStore | Non
     return values
 
 
+def _multi_hot(classes: tuple[str, ...], label_sets: list[list[str]]) -> np.ndarray:
+    column = {name: j for j, name in enumerate(classes)}
+    y = np.zeros((len(label_sets), len(classes)), dtype=np.int64)
+    for row, names in enumerate(label_sets):
+        for name in names:
+            y[row, column[name]] = 1
+    return y
+
+
 def content_hash(
-    classes: tuple[str, ...], external_ids: list[str], labels: list[str], X: np.ndarray
+    classes: tuple[str, ...], external_ids: list[str], labels: list[Any], X: np.ndarray
 ) -> str:
     """SHA-256 of a snapshot's canonical bytes: ids, labels, classes and the features.
 
     The header is JSON with sorted keys; float features follow it as
     little-endian float64 in row order, texts are part of the header. Neither
     the project's name nor item ids (which differ between databases) enter it.
+    A multi-label snapshot's labels are the sorted class lists.
     """
     header: dict[str, Any] = {
         "format": _CANONICAL_FORMAT,
@@ -236,9 +248,14 @@ def snapshot(
 
         artifacts = open_artifact_store()
     X = _build_X(record, items, artifacts)
-    label_list = [labels[i].label for i in ids]
     external_ids = [labels[i].external_id for i in ids]
-    y = np.asarray(label_list, dtype=str) if label_list else np.empty(0, dtype=str)
+    label_list: list[Any]
+    if record.task_type == "multi_label":
+        label_list = [list(labels[i].labels or ()) for i in ids]
+        y = _multi_hot(record.class_names, label_list)
+    else:
+        label_list = [labels[i].label for i in ids]
+        y = np.asarray(label_list, dtype=str) if label_list else np.empty(0, dtype=str)
     item_ids = np.asarray(ids, dtype=np.int64)
     digest = content_hash(record.class_names, external_ids, label_list, X)
     keys = {

@@ -21,7 +21,9 @@ Tables:
 ``label_annotations``
     append-only events: a label (NULL for a skip) an annotator, a model, an
     import or a reviewer gave an item. A correction is a new event; the current
-    label is derived.
+    label is derived. In a ``multi_label`` project (revision ``0006_multi_label``)
+    ``label`` stays NULL and ``labels`` holds the sorted list of classes given
+    (possibly empty); ``skipped`` tells a skip from an answer in both.
 ``label_assignments``
     leases: an item handed to an annotator until ``expires_at``. ``state`` is
     ``active`` (held, or expired when ``expires_at`` is past), ``done`` (answered)
@@ -73,8 +75,8 @@ __all__ = [
     "label_snapshots",
 ]
 
-#: Task types a project can have; "multi_label" is reserved for later.
-TASK_TYPES = ("single_label",)
+#: Task types a project can have: one class per item, or a set of classes (revision 0006).
+TASK_TYPES = ("single_label", "multi_label")
 #: What an item's payload is.
 ITEM_KINDS = ("text", "image", "features")
 #: Who gave an annotation.
@@ -154,6 +156,7 @@ label_annotations = Table(
     Column("origin", String(16), nullable=False),
     Column("reason", Text, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("labels", _json(), nullable=True),
     ForeignKeyConstraint(
         ["item_id"], ["label_items.item_id"], name="fk_label_annotations_item", ondelete="CASCADE"
     ),

@@ -123,6 +123,7 @@ def post_project(body: s.ProjectRequest, caller: Scientist, db: DB) -> dict[str,
         project = create_project(
             body.name,
             classes,
+            task_type=body.task_type,
             instructions=body.instructions,
             overlap=body.overlap,
             created_by=caller.name,
@@ -197,6 +198,9 @@ def get_item_page(
                 **_item_out(i),
                 "priority": i.priority,
                 "current_label": labels[i.item_id].label if i.item_id in labels else None,
+                "current_labels": _labels_out(labels[i.item_id].labels)
+                if i.item_id in labels
+                else None,
             }
             for i in items
         ],
@@ -215,14 +219,39 @@ def post_next(name: str, caller: Member, db: DB, body: s.NextRequest | None = No
 
 @router.post("/projects/{name}/annotations", status_code=201, response_model=s.AnnotationCreated)
 def post_annotation(name: str, body: s.AnnotationRequest, caller: Member, db: DB) -> Any:
-    """Record the caller's answer for an item (``label`` null: skip); completes their lease."""
-    event = annotate(name, body.item_id, caller.name, body.label, seconds=body.seconds, engine=db)
+    """Record the caller's answer for an item (``label`` null: skip); completes their lease.
+
+    Multi-label projects take ``labels`` (a list of classes) instead of ``label``.
+    """
+    project = get_project(name, engine=db)
+    multi = project.task_type == "multi_label"
+    sent = "labels" if "labels" in body.model_fields_set else "label"
+    if multi != (sent == "labels") and (body.label is not None or body.labels is not None):
+        wanted = (
+            "'labels': a list of class names ([] for none of them) or null to skip"
+            if multi
+            else "'label': one class name or null to skip"
+        )
+        raise HTTPException(
+            status_code=422,
+            detail=(
+                f"Project {name!r} is {project.task_type.replace('_', '-')}: send {wanted}, "
+                f"not {sent!r} = {getattr(body, sent)!r}. Classes: {list(project.class_names)}."
+            ),
+        )
+    answer: Any = body.labels if multi else body.label
+    event = annotate(project, body.item_id, caller.name, answer, seconds=body.seconds, engine=db)
     return {
         "id": event.annotation_id,
         "item_id": event.item_id,
         "label": event.label,
+        "labels": _labels_out(event.labels),
         "created_at": event.created_at,
     }
+
+
+def _labels_out(labels: tuple[str, ...] | None) -> list[str] | None:
+    return None if labels is None else list(labels)
 
 
 @router.post("/projects/{name}/undo", response_model=s.UndoResponse)
@@ -241,7 +270,7 @@ def get_stats(name: str, caller: Member, db: DB) -> Any:
     human = (
         label_annotations.c.project_id == project.project_id,
         label_annotations.c.origin == "human",
-        label_annotations.c.label.is_not(None),
+        ~label_annotations.c.skipped,
     )
     with db.connect() as conn:
         last_hour = conn.execute(

@@ -236,11 +236,17 @@ class LearnerPool:
     def sync(self) -> dict[int, ActiveLearner]:
         """Match the learners to the projects and their settings now; returns ``learners_``.
 
-        A project gains a learner when it has feature items and a usable
-        setting, and gets a new one when its setting changes.
+        A single-label project gains a learner when it has feature items and a
+        usable setting, and gets a new one when its setting changes; multi-label
+        projects get none.
         """
         with_features = self._feature_projects()
-        projects = [p for p in list_projects(engine=self.engine) if p.project_id in with_features]
+        # An ActiveLearner handles single-label projects only: skip the others quietly.
+        projects = [
+            p
+            for p in list_projects(engine=self.engine)
+            if p.project_id in with_features and p.task_type == "single_label"
+        ]
         with self._lock:
             wanted: set[int] = set()
             for project in projects:

@@ -194,6 +194,7 @@ async def label_page(request: Request, name: str) -> Response:
     config = {
         "project": project.name,
         "classes": [{"name": c.name, "key": c.key} for c in classes],
+        "multi": project.task_type == "multi_label",
         "prefetch": PREFETCH,
         "user": user.name,
     }

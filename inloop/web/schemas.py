@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "AnnotationCreated",
@@ -57,10 +57,14 @@ class ClassIn(_Request):
 
 
 class ProjectRequest(_Request):
-    """``POST /api/projects``: classes as names or ``{"name", "key"}``."""
+    """``POST /api/projects``: classes as names or ``{"name", "key"}``.
+
+    ``task_type`` is ``single_label`` (default) or ``multi_label``.
+    """
 
     name: str
     classes: list[ClassIn | str]
+    task_type: Literal["single_label", "multi_label"] = "single_label"
     instructions: str = ""
     overlap: int = Field(1, ge=1)
 
@@ -87,11 +91,27 @@ class NextRequest(_Request):
 
 
 class AnnotationRequest(_Request):
-    """``POST /api/projects/{name}/annotations``: ``label`` null means skip."""
+    """``POST /api/projects/{name}/annotations``: ``label`` null means skip.
+
+    A multi-label project takes ``labels`` (a list of classes, ``[]`` for none
+    of them, null to skip) instead of ``label``; exactly one of them is sent.
+    """
 
     item_id: int
-    label: str | None
+    label: str | None = None
+    labels: list[str] | None = None
     seconds: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> AnnotationRequest:
+        given = {"label", "labels"} & self.model_fields_set
+        if len(given) != 1:
+            raise ValueError(
+                "send exactly one of 'label' (a class name, or null to skip, for single-label "
+                "projects) and 'labels' (a list of class names, [] for none of them, or null "
+                f"to skip, for multi-label projects); got {sorted(given) or 'neither'}"
+            )
+        return self
 
 
 class DecisionRequest(_Request):
@@ -162,6 +182,7 @@ class ItemRow(BaseModel):
     payload: dict[str, Any]
     priority: float
     current_label: str | None
+    current_labels: list[str] | None = None
 
 
 class ItemsPage(BaseModel):
@@ -200,6 +221,7 @@ class AnnotationCreated(BaseModel):
     id: int
     item_id: int
     label: str | None
+    labels: list[str] | None = None
     created_at: datetime
 
 

@@ -48,7 +48,7 @@ def run(runner: CliRunner, *args: str, code: int = 0) -> str:
 
 def test_create_with_classes_and_keys(runner: CliRunner) -> None:
     out = run(runner, "create", "digits", "--class", "0", "--class", "1", "--keys", "01")
-    assert "Created project 'digits'" in out and "0 [0], 1 [1]" in out
+    assert "Created single_label project 'digits'" in out and "0 [0], 1 [1]" in out
     run(runner, "create", "pets", "--classes", "cat,dog", "--instructions", "Is it a cat?")
     pets = get_project("pets")
     assert pets.class_names == ("cat", "dog")
@@ -229,3 +229,13 @@ def test_an_error_is_one_red_line_on_stderr() -> None:
     assert result.stderr.startswith("Error: No labeling project 'nothing'")
     assert result.stderr.count("\n") == 1 and result.stdout == ""
     assert label._cli().user_errors is user_errors
+
+
+def test_create_a_multi_label_project(runner: CliRunner) -> None:
+    out = run(runner, "create", "tags", "--classes", "cat,dog,bird", "--task-type", "multi-label")
+    assert "multi_label project 'tags'" in out
+    from inloop.label.projects import get_project
+
+    assert get_project("tags").task_type == "multi_label"
+    bad = run(runner, "create", "oops", "--classes", "a,b", "--task-type", "regression", code=1)
+    assert "regression" in bad and "single_label" in bad

@@ -350,3 +350,53 @@ def test_class_keys_defaults() -> None:
     assert [c.key for c in class_keys(mixed)] == ["2", "1", "3"]
     many = _project([LabelClass(f"c{i}") for i in range(12)])
     assert [c.key for c in class_keys(many)][-3:] == ["0", None, None]
+
+
+def test_multi_label_by_toggling_keys_and_enter(page: Page, server: Server) -> None:
+    engine = get_engine(server.db_url)
+    create_project(
+        "tags",
+        [{"name": "urgent", "key": "g"}, "billing", "bug"],
+        task_type="multi_label",
+        engine=engine,
+    )
+    add_items(
+        "tags",
+        [{"external_id": f"m{i}", "text": f"ticket {i}", "priority": 10 - i} for i in range(3)],
+        engine=engine,
+    )
+    add_member("tags", "ana", added_by="test", engine=engine)
+    _sign_in(page, server, "/projects/tags/label", server.annotator_token)
+    assert _shown(page) == "m0"
+    assert page.is_visible("#submit")
+    # Keys toggle (billing 1 and bug 2 by position, urgent its own "g"); Enter submits.
+    for key in ("1", "2", "2", "g"):
+        page.keyboard.press(key)
+    assert page.get_attribute(".class-btn[data-label='urgent']", "aria-pressed") == "true"
+    assert page.get_attribute(".class-btn[data-label='billing']", "aria-pressed") == "true"
+    assert page.get_attribute(".class-btn[data-label='bug']", "aria-pressed") == "false"
+    assert _shown(page) == "m0", "toggling a class does not answer"
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'm1'")
+    assert page.locator(".class-btn.on").count() == 0, "the next item starts with none chosen"
+    _settled(page)
+    labels = current_labels("tags", engine=engine)
+    assert {c.external_id: c.labels for c in labels.values()} == {"m0": ("billing", "urgent")}
+
+    # Undo with "u" gives m0 back; answer it again with bug only.
+    page.keyboard.press("u")
+    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'm0'")
+    page.keyboard.press("2")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'm1'")
+    page.keyboard.press("Enter")  # nothing chosen: none of them apply
+    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'm2'")
+    page.keyboard.press("s")
+    _settled(page)
+    labels = current_labels("tags", engine=engine)
+    assert {c.external_id: c.labels for c in labels.values()} == {"m0": ("bug",), "m1": ()}
+    assert [a.labels for a in history("m0", project="tags", engine=engine)] == [
+        ("billing", "urgent"),
+        ("bug",),
+    ]
+    assert [a.skipped for a in history("m2", project="tags", engine=engine)] == [True]

@@ -4,6 +4,8 @@
  * once and sends the annotation in the background, in order. Keys: a class key
  * labels, "s" or Space skips, "u" or Backspace gives the last answer back
  * (POST /undo). The page config names the project, its classes and their keys.
+ * In a multi-label project (cfg.multi) a class key toggles that class and Enter
+ * sends the chosen set as {labels: [...]} (none chosen: none of them apply).
  */
 "use strict";
 
@@ -13,6 +15,31 @@
   const itemBox = document.getElementById("item");
   const suggestionBox = document.getElementById("suggestion");
   const keyToLabel = new Map(cfg.classes.filter((c) => c.key).map((c) => [c.key, c.name]));
+  const multi = Boolean(cfg.multi);
+  const chosen = new Set(); // multi-label: the classes toggled on for the item on screen
+
+  function setChosen(names) {
+    chosen.clear();
+    for (const name of names) chosen.add(name);
+    document.querySelectorAll(".class-btn").forEach((b) => {
+      const on = chosen.has(b.dataset.label);
+      b.classList.toggle("on", on);
+      b.setAttribute("aria-pressed", String(on));
+    });
+  }
+
+  function toggle(name) {
+    if (!current) return;
+    const names = new Set(chosen);
+    if (names.has(name)) names.delete(name);
+    else names.add(name);
+    setChosen(names);
+  }
+
+  function submitChosen() {
+    if (!current) return;
+    answer(cfg.classes.map((c) => c.name).filter((name) => chosen.has(name)));
+  }
 
   let current = null; // the lease on screen
   const ahead = []; // leases fetched and waiting
@@ -41,6 +68,7 @@
   function show(lease) {
     current = lease;
     shownAt = Date.now();
+    if (multi) setChosen([]);
     document.querySelectorAll(".class-btn.suggested").forEach((b) => b.classList.remove("suggested"));
     if (!lease) {
       itemBox.replaceChildren();
@@ -139,7 +167,12 @@
     updateCounters();
     setPending(1);
     writes = writes
-      .then(() => api.post("/annotations", { item_id: itemId, label, seconds }))
+      .then(() =>
+        api.post(
+          "/annotations",
+          multi ? { item_id: itemId, labels: label, seconds } : { item_id: itemId, label, seconds },
+        ),
+      )
       .then(() => inloop.showError(""))
       .catch((err) => {
         inloop.showError(`Item ${lease.item.external_id} was not saved: ${err.message}`);
@@ -188,10 +221,13 @@
   document.querySelectorAll(".class-btn").forEach((button) => {
     button.addEventListener("click", () => {
       button.blur(); // a focused button would answer again on Space or Enter
-      answer(button.dataset.label);
+      if (multi) toggle(button.dataset.label);
+      else answer(button.dataset.label);
     });
   });
-  for (const [id, action] of [["skip", () => answer(null)], ["undo", undo]]) {
+  const buttons = [["skip", () => answer(null)], ["undo", undo]];
+  if (multi) buttons.push(["submit", submitChosen]);
+  for (const [id, action] of buttons) {
     const button = document.getElementById(id);
     button.addEventListener("click", () => {
       button.blur();
@@ -204,7 +240,10 @@
     if (inloop.typingInField(event)) return;
     const key = event.key;
     if (keyToLabel.has(key)) {
-      answer(keyToLabel.get(key));
+      if (multi) toggle(keyToLabel.get(key));
+      else answer(keyToLabel.get(key));
+    } else if (multi && key === "Enter") {
+      submitChosen();
     } else if (key === " " || key === "s") {
       answer(null);
     } else if (key === "Backspace" || key === "u") {
