@@ -14,9 +14,22 @@ next thing to try. Catch ``InloopError`` to catch them all::
     │   ├── TaskFailedError         a task failed after its retries
     │   ├── ResourceUnavailableError  no worker offers what ``@resources`` asks for
     │   └── ResumeError             the run to resume cannot be found or reused
-    └── ClientError                 a lookup through the client API failed
-        ├── NotFoundError           no flow, run, step, task or artifact at that path
-        └── NamespaceMismatchError  the object exists but not in the current namespace
+    ├── ClientError                 a lookup through the client API failed
+    │   ├── NotFoundError           no flow, run, step, task or artifact at that path
+    │   └── NamespaceMismatchError  the object exists but not in the current namespace
+    │
+    │   Each part defines its own errors next to the code that raises them:
+    ├── flow.spec.MergeArtifactsError, flow.task.TaskTimeoutError   (FlowError)
+    ├── label.projects.LabelError   a labeling request is invalid (also a ValueError)
+    │   ├── LabelNotFoundError      no such project, item, lease or snapshot
+    │   └── label.learner.LearnerError ── web.learning.ModelSettingsError
+    ├── label.strategies.StrategyError, label.agreement.AgreementError,
+    │   label.audit.AuditError      bad input to the numeric tools (also ValueErrors)
+    ├── serve.models.ServeError     a model cannot be registered, loaded or called
+    │   └── ModelNotFoundError      no model or version by that name
+    ├── web.auth.AuthError, web.auth.UserExistsError, web.access.AccessError,
+    │   web.access.LastAdminError   users, tokens and project access
+    └── testing.ContractError       a pluggable piece breaks its contract
 """
 
 from __future__ import annotations

@@ -6,7 +6,14 @@ import importlib
 
 import pytest
 
-PACKAGES = ["inloop", "inloop.flow", "inloop.label", "inloop.store", "inloop.testing"]
+PACKAGES = [
+    "inloop",
+    "inloop.flow",
+    "inloop.label",
+    "inloop.serve",
+    "inloop.store",
+    "inloop.testing",
+]
 
 # The names a Metaflow flow or notebook imports; they must all come from `inloop`.
 METAFLOW_NAMES = [

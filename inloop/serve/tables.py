@@ -1,0 +1,82 @@
+"""The metadata tables of the model registry, as SQLAlchemy Core, on the store's ``metadata``.
+
+Revision ``0007_serve_registry`` creates them; this module must describe the
+same schema as the newest migration (a test compares them).
+
+Tables:
+
+``serve_models``
+    one row per registered model name (unique), who created it and when.
+``serve_model_versions``
+    append-only: one row per version of a model, numbered from 1 within the
+    model. ``kind`` is one of :data:`MODEL_KINDS`; ``artifact_key`` points at
+    the stored model in the artifact store (``flavor["format"]`` says how it was
+    pickled). The lineage columns (``run_pathspec``, ``task_pathspec``,
+    ``artifact_name``, ``snapshot_id``) are NULL when the model did not come
+    from a flow run; ``metrics`` holds its evaluation metrics as JSON.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKeyConstraint,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from inloop.store.tables import UTCDateTime, metadata
+
+__all__ = ["MODEL_KINDS", "serve_model_versions", "serve_models"]
+
+#: What a registered model is: a scikit-learn style estimator, a plain callable or a heuristic.
+MODEL_KINDS = ("sklearn", "callable", "heuristic")
+
+
+def _json() -> JSON:
+    return JSON(none_as_null=True)
+
+
+serve_models = Table(
+    "serve_models",
+    metadata,
+    Column("model_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("description", Text, nullable=True),
+    UniqueConstraint("name", name="uq_serve_models_name"),
+    sqlite_autoincrement=True,
+)
+
+serve_model_versions = Table(
+    "serve_model_versions",
+    metadata,
+    Column("version_id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("artifact_key", String(64), nullable=False),
+    Column("classes", _json(), nullable=True),
+    Column("flavor", _json(), nullable=False),
+    Column("run_pathspec", String(1024), nullable=True),
+    Column("task_pathspec", String(1024), nullable=True),
+    Column("artifact_name", String(255), nullable=True),
+    Column("snapshot_id", Integer, nullable=True),
+    Column("metrics", _json(), nullable=False),
+    Column("registered_by", String(255), nullable=False),
+    Column("registered_at", UTCDateTime(), nullable=False),
+    Column("note", Text, nullable=True),
+    UniqueConstraint("model_id", "version", name="uq_serve_model_versions_version"),
+    ForeignKeyConstraint(
+        ["model_id"],
+        ["serve_models.model_id"],
+        name="fk_serve_model_versions_model",
+        ondelete="CASCADE",
+    ),
+    sqlite_autoincrement=True,
+)
