@@ -1,7 +1,8 @@
-"""The metadata tables of the model registry, as SQLAlchemy Core, on the store's ``metadata``.
+"""The metadata tables of the model registry and services, as SQLAlchemy Core.
 
-Revision ``0007_serve_registry`` creates them; this module must describe the
-same schema as the newest migration (a test compares them).
+They live on the store's ``metadata``. Revisions ``0007_serve_registry`` and
+``0008_serve_policies`` create them; this module must describe the same schema
+as the newest migration (a test compares them).
 
 Tables:
 
@@ -14,6 +15,15 @@ Tables:
     pickled). The lineage columns (``run_pathspec``, ``task_pathspec``,
     ``artifact_name``, ``snapshot_id``) are NULL when the model did not come
     from a flow run; ``metrics`` holds its evaluation metrics as JSON.
+``serve_services``
+    one row per service name (unique), who created it, when, and a description.
+``serve_policies``
+    append-only: one row per revision of a service's policy, numbered from 1
+    within the service. ``body`` is the policy as JSON (see
+    :class:`inloop.serve.policy.Policy`); ``action`` says what made the
+    revision (one of :data:`POLICY_ACTIONS`); ``previous_revision`` is the
+    revision it replaced (NULL for the first) and ``restored_revision`` the one
+    a rollback copied. Who made it, when and why are always recorded.
 """
 
 from __future__ import annotations
@@ -31,10 +41,19 @@ from sqlalchemy import (
 
 from inloop.store.tables import UTCDateTime, metadata
 
-__all__ = ["MODEL_KINDS", "serve_model_versions", "serve_models"]
+__all__ = [
+    "MODEL_KINDS",
+    "POLICY_ACTIONS",
+    "serve_model_versions",
+    "serve_models",
+    "serve_policies",
+    "serve_services",
+]
 
 #: What a registered model is: a scikit-learn style estimator, a plain callable or a heuristic.
 MODEL_KINDS = ("sklearn", "callable", "heuristic")
+#: What made a policy revision.
+POLICY_ACTIONS = ("create", "set", "promote", "rollback")
 
 
 def _json() -> JSON:
@@ -76,6 +95,41 @@ serve_model_versions = Table(
         ["model_id"],
         ["serve_models.model_id"],
         name="fk_serve_model_versions_model",
+        ondelete="CASCADE",
+    ),
+    sqlite_autoincrement=True,
+)
+
+serve_services = Table(
+    "serve_services",
+    metadata,
+    Column("service_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("description", Text, nullable=True),
+    UniqueConstraint("name", name="uq_serve_services_name"),
+    sqlite_autoincrement=True,
+)
+
+serve_policies = Table(
+    "serve_policies",
+    metadata,
+    Column("policy_id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", Integer, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("body", _json(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("previous_revision", Integer, nullable=True),
+    Column("restored_revision", Integer, nullable=True),
+    UniqueConstraint("service_id", "revision", name="uq_serve_policies_revision"),
+    ForeignKeyConstraint(
+        ["service_id"],
+        ["serve_services.service_id"],
+        name="fk_serve_policies_service",
         ondelete="CASCADE",
     ),
     sqlite_autoincrement=True,
