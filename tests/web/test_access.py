@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from inloop.label import create_project
 from inloop.label.projects import LabelNotFoundError
-from inloop.store.db import get_engine
-from inloop.web import create_app
 from inloop.web.access import (
     LastAdminError,
     NoSuchUserError,
@@ -23,22 +19,6 @@ from inloop.web.access import (
     visible_projects,
 )
 from inloop.web.auth import User, create_user
-
-with warnings.catch_warnings():
-    # starlette asks for httpx2; the TestClient works with httpx all the same.
-    warnings.filterwarnings("ignore", message=".*install `httpx2`")
-    from fastapi.testclient import TestClient
-
-
-@pytest.fixture
-def engine(db_url: str) -> Engine:
-    return get_engine(db_url)
-
-
-@pytest.fixture
-def client(engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(engine=engine)) as client:
-        yield client
 
 
 def bearer(token: str) -> dict[str, str]:

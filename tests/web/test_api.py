@@ -7,35 +7,17 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from inloop.label import add_items, annotate, create_project, history
 from inloop.store.db import get_engine
-from inloop.web import create_app
 from inloop.web.access import add_member
 from inloop.web.auth import create_user
-
-with warnings.catch_warnings():
-    # starlette asks for httpx2; the TestClient works with httpx all the same.
-    warnings.filterwarnings("ignore", message=".*install `httpx2`")
-    from fastapi.testclient import TestClient
-
-
-@pytest.fixture
-def engine(db_url: str) -> Engine:
-    return get_engine(db_url)
-
-
-@pytest.fixture
-def client(engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(engine=engine)) as client:
-        yield client
 
 
 @pytest.fixture

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from inloop.store.db import get_engine
-from inloop.web import create_app
 from inloop.web.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -21,22 +17,6 @@ from inloop.web.auth import (
     hash_secret,
 )
 from inloop.web.tables import web_sessions, web_tokens
-
-with warnings.catch_warnings():
-    # starlette asks for httpx2; the TestClient works with httpx all the same.
-    warnings.filterwarnings("ignore", message=".*install `httpx2`")
-    from fastapi.testclient import TestClient
-
-
-@pytest.fixture
-def engine(db_url: str) -> Engine:
-    return get_engine(db_url)
-
-
-@pytest.fixture
-def client(engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(engine=engine)) as client:
-        yield client
 
 
 def bearer(token: str) -> dict[str, str]:

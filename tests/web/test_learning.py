@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from sklearn.datasets import load_digits
 from sklearn.pipeline import Pipeline
 from sqlalchemy import Engine
@@ -16,23 +16,13 @@ from inloop.cli.server import create_app_without_learners
 from inloop.label import annotate, create_project, get_items, next_items
 from inloop.label.io import import_items
 from inloop.label.strategies import MarginSampler
-from inloop.store.db import get_engine
 from inloop.web import create_app
 from inloop.web.auth import create_user
 from inloop.web.learning import LearnerPool, pool_for
 
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message=".*install `httpx2`")
-    from fastapi.testclient import TestClient
-
 CLASSES = ["0", "1", "2"]
 N_ITEMS = 120
 N_LABELED = 24
-
-
-@pytest.fixture
-def engine(db_url: str) -> Engine:
-    return get_engine(db_url)
 
 
 @pytest.fixture(scope="module")
