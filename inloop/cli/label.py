@@ -10,10 +10,7 @@ line and exit with status 1, like every other command::
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -33,7 +30,6 @@ from rich.table import Table
 if TYPE_CHECKING:
     import numpy as np
 
-    from inloop.label.projects import Project
 
 app = typer.Typer(
     help="Labeling projects: create them, import items, follow progress, snapshot, audit.",
@@ -42,8 +38,6 @@ app = typer.Typer(
 
 _IMPORT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".npy": "npy"}
 _EXPORT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-#: Items inserted per step of the progress bar (all steps share one transaction).
-_CHUNK = 1000
 #: Files above this size show a progress bar on a terminal.
 _LARGE_FILE = 1 << 20
 _IMPORTER = "import"
@@ -158,53 +152,6 @@ def _progress(console: Console, label: str) -> Progress:
     )
 
 
-def _file_rows(path: Path, format: str, advance: Callable[[int], None]) -> Iterator[dict[str, Any]]:
-    """The rows of a CSV or JSONL file, reporting the bytes read through ``advance``."""
-    try:
-        with path.open("rb") as raw:
-            lines = (_counted(line, advance) for line in raw)
-            if format == "csv":
-                yield from csv.DictReader(lines)
-                return
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise _label_error(
-                        f"Line {number} of {str(path)!r} is not JSON: {exc}."
-                    ) from None
-                if not isinstance(value, dict):
-                    raise _label_error(
-                        f"Line {number} of {str(path)!r} is {value!r:.60}: expected a JSON object "
-                        'such as {"id": "a1", "text": "...", "label": "spam"}.'
-                    )
-                yield value
-    except OSError as exc:
-        raise _label_error(f"Cannot read {str(path)!r}: {exc}.") from None
-    except UnicodeDecodeError as exc:
-        raise _label_error(f"{str(path)!r} is not UTF-8 text: {exc}.") from None
-
-
-def _counted(line: bytes, advance: Callable[[int], None]) -> str:
-    advance(len(line))
-    return line.decode("utf-8")
-
-
-def _rename(row: dict[str, Any], column: str | None, target: str) -> None:
-    if column is None or column == target:
-        return
-    value = row.pop(column, None)
-    if target in row and value is not None:
-        raise _label_error(
-            f"The rows have both a {target!r} field and the column {column!r} given for it: "
-            f"rename or drop one of them."
-        )
-    if value is not None:
-        row[target] = value
-
-
 def _file_items(
     path: Path,
     format: str,
@@ -212,28 +159,19 @@ def _file_items(
     id_column: str | None,
     console: Console,
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    from inloop.label.io import _item_from_file_row
+    from inloop.label.io import read_file_items
 
-    items: list[dict[str, Any]] = []
-    labels: list[Any] = []
-    seen: set[str] = set()
     with _progress(console, f"Reading {path.name}") as progress:
         task = progress.add_task("read", total=path.stat().st_size)
-        for index, row in enumerate(_file_rows(path, format, lambda n: progress.advance(task, n))):
-            seen.update(row)
-            _rename(row, label_column, "label")
-            _rename(row, id_column, "external_id")
-            item, label = _item_from_file_row(row, index, repr(str(path)))
-            item.setdefault("source", _IMPORTER)
-            items.append(item)
-            labels.append(label)
-    for option, column in (("--label-column", label_column), ("--id-column", id_column)):
-        if column is not None and items and column not in seen:
-            raise _label_error(
-                f"{option} {column!r} is not a column of {str(path)!r}. Its columns: "
-                f"{sorted(seen)}."
-            )
-    return items, labels
+        return read_file_items(
+            path,
+            format,
+            label_field=label_column,
+            id_field=id_column,
+            item_source=_IMPORTER,
+            on_bytes=lambda n: progress.advance(task, n),
+            option_names=("--label-column", "--id-column"),
+        )
 
 
 def _column_index(array: np.ndarray, option: str, value: str | None) -> int | None:
@@ -299,38 +237,16 @@ def _npy_items(
 
 def _write_items(
     name: str, items: list[dict[str, Any]], labels: list[Any], console: Console
-) -> tuple[Project, int, int]:
-    """Insert items and their labels in one transaction; returns (project, items, labels)."""
-    from inloop.label.annotations import event_row, insert_events
-    from inloop.label.items import insert_items, prepare_items
-    from inloop.label.projects import _now, load_project
-    from inloop.store.db import begin_write, get_engine
+) -> tuple[int, int]:
+    """Insert items and their labels in one transaction; returns (items, labels)."""
+    from inloop.label.io import write_import
 
-    engine = get_engine()
-    with engine.connect() as conn:
-        project = load_project(conn, name)
-    rows = prepare_items(project, items)
-    now = _now()
-    if project.task_type == "multi_label":  # a CSV cell 'a|b' holds a set of classes
-        labels = [
-            [p.strip() for p in label.split("|") if p.strip()] if isinstance(label, str) else label
-            for label in labels
-        ]
-    events = [
-        (position, event_row(project, 0, _IMPORTER, label, origin="import", now=now))
-        for position, label in enumerate(labels)
-        if label is not None and label != ""
-    ]
     with _progress(console, f"Importing into {name}") as progress:
-        task = progress.add_task("write", total=len(rows))
-        with begin_write(engine) as conn:
-            item_ids: list[int] = []
-            for start in range(0, len(rows), _CHUNK):
-                chunk = rows[start : start + _CHUNK]
-                item_ids += insert_items(conn, project, chunk)
-                progress.advance(task, len(chunk))
-            insert_events(conn, [dict(row, item_id=item_ids[p]) for p, row in events])
-    return project, len(item_ids), len(events)
+        task = progress.add_task("write", total=len(items))
+        result = write_import(
+            name, items, labels, annotator=_IMPORTER, on_written=lambda n: progress.advance(task, n)
+        )
+    return len(result.item_ids), result.n_labels
 
 
 @app.command("import")
@@ -358,7 +274,7 @@ def import_command(
             raise _label_error(f"No file {str(file)!r} to import: pass the path of a .{kind} file.")
         from inloop.label.projects import get_project
 
-        get_project(name)  # the unknown-project error before reading a large file
+        project = get_project(name)  # the unknown-project error before reading a large file
         console = _cli()._stderr()
         if file.stat().st_size < _LARGE_FILE:
             console = Console(stderr=True, highlight=False, force_terminal=False)
@@ -366,7 +282,7 @@ def import_command(
             items, labels = _npy_items(file, label_column, id_column)
         else:
             items, labels = _file_items(file, kind, label_column, id_column, console)
-        project, n_items, n_labels = _write_items(name, items, labels, console)
+        n_items, n_labels = _write_items(name, items, labels, console)
         _cli()._stdout().print(
             escape(
                 f"Imported {n_items} items and {n_labels} labels into {project.name!r} from {file}."

@@ -31,10 +31,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -48,7 +48,9 @@ if TYPE_CHECKING:
 
     from inloop.store.artifacts import ArtifactStore
 
-__all__ = ["ImportResult", "export_labels", "import_items"]
+__all__ = ["ImportResult", "export_labels", "import_items", "read_file_items", "write_import"]
+
+_CHUNK = 1000  # items per INSERT, so a progress display can follow a large import
 
 _FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _ID_FIELDS = ("external_id", "id")
@@ -80,13 +82,23 @@ def _format(path: Path, format: str | None, verb: str) -> str:
     return format
 
 
-def _read_rows(path: Path, format: str) -> Iterator[dict[str, Any]]:
+def _read_rows(
+    path: Path, format: str, on_bytes: Callable[[int], None] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The rows of a CSV or JSONL file; ``on_bytes`` hears how many bytes each line took."""
+
+    def lines(raw: IO[bytes]) -> Iterator[str]:
+        for line in raw:
+            if on_bytes is not None:
+                on_bytes(len(line))
+            yield line.decode("utf-8")
+
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open("rb") as raw:
             if format == "csv":
-                yield from csv.DictReader(handle)
+                yield from csv.DictReader(lines(raw))
                 return
-            for number, line in enumerate(handle, start=1):
+            for number, line in enumerate(lines(raw), start=1):
                 if not line.strip():
                     continue
                 try:
@@ -103,6 +115,57 @@ def _read_rows(path: Path, format: str) -> Iterator[dict[str, Any]]:
                 yield value
     except OSError as exc:
         raise LabelError(f"Cannot read {str(path)!r} for import_items: {exc}.") from None
+    except UnicodeDecodeError as exc:
+        raise LabelError(f"{str(path)!r} is not UTF-8 text: {exc}.") from None
+
+
+def _rename(row: dict[str, Any], column: str | None, target: str) -> None:
+    if column is None or column == target:
+        return
+    value = row.pop(column, None)
+    if target in row and value is not None:
+        raise LabelError(
+            f"The rows have both a {target!r} field and the column {column!r} given for it: "
+            f"rename or drop one of them."
+        )
+    if value is not None:
+        row[target] = value
+
+
+def read_file_items(
+    path: Path,
+    format: str,
+    *,
+    label_field: str | None = None,
+    id_field: str | None = None,
+    item_source: str = "import",
+    on_bytes: Callable[[int], None] | None = None,
+    option_names: tuple[str, str] = ("label_field", "id_field"),
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The items of a CSV or JSONL file and the label of each (None: unlabeled).
+
+    ``label_field`` and ``id_field`` name the columns holding labels and ids when
+    they are not ``label`` and ``id``/``external_id``; errors call them by
+    ``option_names`` (a command line passes its own option names).
+    """
+    items: list[dict[str, Any]] = []
+    labels: list[Any] = []
+    seen: set[str] = set()
+    for index, row in enumerate(_read_rows(path, format, on_bytes)):
+        seen.update(row)
+        _rename(row, label_field, "label")
+        _rename(row, id_field, "external_id")
+        item, label = _item_from_file_row(row, index, repr(str(path)))
+        item.setdefault("source", item_source)
+        items.append(item)
+        labels.append(label)
+    for option, column in zip(option_names, (label_field, id_field), strict=True):
+        if column is not None and items and column not in seen:
+            raise LabelError(
+                f"{option} {column!r} is not a column of {str(path)!r}. Its columns: "
+                f"{sorted(seen)}."
+            )
+    return items, labels
 
 
 def _item_from_file_row(row: dict[str, Any], index: int, where: str) -> tuple[dict[str, Any], Any]:
@@ -198,9 +261,6 @@ def import_items(
     >>> len(import_items("import-doc", np.zeros((2, 4)), ids=["u", "v"], engine=engine).item_ids)
     2
     """
-    engine = _engine(engine)
-    with engine.connect() as conn:
-        record = load_project(conn, project)
     items: list[dict[str, Any]]
     found_labels: list[Any]
     if isinstance(source, str | os.PathLike):
@@ -210,27 +270,55 @@ def import_items(
                 "brings its own 'label' and 'id' columns."
             )
         path = Path(source)
-        kind = _format(path, format, "import_items")
-        items, found_labels = [], []
-        for index, row in enumerate(_read_rows(path, kind)):
-            item, label = _item_from_file_row(row, index, repr(str(path)))
-            if record.task_type == "multi_label" and isinstance(label, str):
-                label = [part.strip() for part in label.split("|") if part.strip()]
-            item.setdefault("source", item_source)
-            items.append(item)
-            found_labels.append(label)
+        items, found_labels = read_file_items(
+            path, _format(path, format, "import_items"), item_source=item_source
+        )
     else:
         items, found_labels = _array_items(source, labels, ids, item_source)
+    return write_import(
+        project, items, found_labels, annotator=annotator, artifacts=artifacts, engine=engine
+    )
+
+
+def write_import(
+    project: ProjectRef,
+    items: list[dict[str, Any]],
+    labels: Sequence[Any],
+    *,
+    annotator: str = "import",
+    artifacts: ArtifactStore | None = None,
+    engine: Engine | None = None,
+    on_written: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Insert items and their labels (``origin="import"``) in one transaction.
+
+    Every item and label is checked before anything is written. In a multi-label
+    project a label string ``"a|b"`` means the set ``{a, b}``. ``on_written`` hears
+    how many items each written chunk held.
+    """
+    engine = _engine(engine)
+    with engine.connect() as conn:
+        record = load_project(conn, project)
+    if record.task_type == "multi_label":
+        labels = [
+            [p.strip() for p in label.split("|") if p.strip()] if isinstance(label, str) else label
+            for label in labels
+        ]
     rows = prepare_items(record, items, artifacts)
     now = _now()
     # Check every label before writing anything (item ids are filled in below).
     events = [
         (position, event_row(record, 0, annotator, label, origin="import", now=now))
-        for position, label in enumerate(found_labels)
-        if label is not None and not _is_nan(label)
+        for position, label in enumerate(labels)
+        if label is not None and label != "" and not _is_nan(label)
     ]
     with begin_write(engine) as conn:
-        item_ids = insert_items(conn, record, rows)
+        item_ids: list[int] = []
+        for start in range(0, len(rows), _CHUNK):
+            chunk = rows[start : start + _CHUNK]
+            item_ids += insert_items(conn, record, chunk)
+            if on_written is not None:
+                on_written(len(chunk))
         event_rows = [dict(row, item_id=item_ids[position]) for position, row in events]
         insert_events(conn, event_rows)
     return ImportResult(item_ids=item_ids, n_labels=len(event_rows))
