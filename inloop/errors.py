@@ -25,8 +25,13 @@ next thing to try. Catch ``InloopError`` to catch them all::
     │   └── label.learner.LearnerError ── web.learning.ModelSettingsError
     ├── label.strategies.StrategyError, label.agreement.AgreementError,
     │   label.audit.AuditError      bad input to the numeric tools (also ValueErrors)
-    ├── serve.models.ServeError     a model cannot be registered, loaded or called
-    │   └── ModelNotFoundError      no model or version by that name
+    ├── serve.models.ServeError     a model, service or request is invalid (also a ValueError)
+    │   ├── ModelNotFoundError      no model or version by that name
+    │   ├── policy.PolicyError      a policy or a change to it is invalid
+    │   ├── policy.ServiceNotFoundError  no service by that name
+    │   ├── rendezvous.InvalidRequestError  the instances do not fit (HTTP 400)
+    │   ├── rendezvous.NoAnswerError  no model answered and the fallback failed (HTTP 503)
+    │   └── archive.RequestNotFoundError  no archived request with that id
     ├── web.auth.AuthError, web.auth.UserExistsError, web.access.AccessError,
     │   web.access.LastAdminError   users, tokens and project access
     └── testing.ContractError       a pluggable piece breaks its contract

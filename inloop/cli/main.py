@@ -189,10 +189,11 @@ def _write_log(text: str, pathspec: str, stream: str) -> None:
 
 def _register_groups() -> None:
     # Imported here: each group imports main's helpers when its commands run.
-    from inloop.cli import label
+    from inloop.cli import label, serve
     from inloop.cli.server import server
 
     app.add_typer(label.app, name="label")
+    app.add_typer(serve.app, name="serve")
     app.command("server")(server)
 
 

@@ -1,5 +1,12 @@
-"""Serving: the model registry, the one interface every served model answers through,
-and services whose versioned policies say which model answers.
+"""Serving: the model registry, services with versioned policies, and the rendezvous.
+
+Register models (:func:`register`), give a service a policy
+(:func:`create_service`: champion, challengers, canary, fallback, decoy,
+schedule, review, actions), answer requests through a :class:`Rendezvous`
+(every live model scores every request; the archive keeps them all), attach
+true labels later (:func:`add_feedback`), compare a candidate on archived
+traffic (:func:`replay`, :func:`evaluate`), and change the champion with
+:func:`promote` and :func:`rollback`.
 
 >>> from inloop.serve import MajorityClass, as_model
 >>> as_model(MajorityClass(["cat", "dog"], [1, 2])).predict([[0.0], [1.0]]).tolist()
@@ -8,6 +15,16 @@ and services whose versioned policies say which model answers.
 
 from __future__ import annotations
 
+from inloop.serve.actions import ActionDispatcher, Delivery, list_deliveries
+from inloop.serve.archive import (
+    ArchiveWriter,
+    RequestNotFoundError,
+    RequestView,
+    add_feedback,
+    count_requests,
+    get_request,
+    list_requests,
+)
 from inloop.serve.models import (
     CallableModel,
     Heuristic,
@@ -22,6 +39,8 @@ from inloop.serve.models import (
     model_kind,
 )
 from inloop.serve.policy import (
+    Action,
+    ActionRule,
     DefaultAnswer,
     Policy,
     PolicyError,
@@ -49,33 +68,59 @@ from inloop.serve.registry import (
     load,
     register,
 )
+from inloop.serve.rendezvous import Answer, InvalidRequestError, NoAnswerError, Rendezvous
+from inloop.serve.replay import ModelEvaluation, ReplayReport, evaluate, replay
+from inloop.serve.review import RoutedItem, routed_items
+from inloop.serve.scoring import LocalTransport, Score
 
 __all__ = [
+    "Action",
+    "ActionDispatcher",
+    "ActionRule",
+    "Answer",
+    "ArchiveWriter",
     "CallableModel",
     "DefaultAnswer",
+    "Delivery",
     "Heuristic",
+    "InvalidRequestError",
     "LoadedModel",
+    "LocalTransport",
     "MajorityClass",
+    "ModelEvaluation",
     "ModelNotFoundError",
     "ModelVersion",
+    "NoAnswerError",
     "Policy",
     "PolicyError",
     "PolicyRevision",
     "RegisteredModel",
+    "Rendezvous",
+    "ReplayReport",
+    "RequestNotFoundError",
+    "RequestView",
     "ReviewSettings",
+    "RoutedItem",
     "Schedule",
     "ScheduleStep",
+    "Score",
     "ServeError",
     "Service",
     "ServiceNotFoundError",
     "SklearnModel",
     "Threshold",
+    "add_feedback",
     "as_model",
     "as_policy",
+    "count_requests",
     "create_service",
     "current_policy",
+    "evaluate",
+    "get_request",
     "get_version",
+    "list_deliveries",
     "list_models",
+    "list_requests",
     "list_services",
     "list_versions",
     "load",
@@ -84,6 +129,8 @@ __all__ = [
     "policy_history",
     "promote",
     "register",
+    "replay",
     "rollback",
+    "routed_items",
     "set_policy",
 ]

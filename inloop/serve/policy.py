@@ -47,6 +47,8 @@ from inloop.serve.tables import serve_policies, serve_services
 from inloop.store.db import begin_write, get_engine
 
 __all__ = [
+    "Action",
+    "ActionRule",
     "DefaultAnswer",
     "Policy",
     "PolicyError",
@@ -166,18 +168,53 @@ class Schedule(BaseModel):
 
 
 class ReviewSettings(BaseModel):
-    """Where human review sends requests (a placeholder until the review queue exists).
+    """Which requests people should look at, and where they go.
 
-    A request whose champion margin is below ``margin_threshold`` (or where the
-    models disagree) goes to the labeling project ``project``, at most
-    ``per_hour_budget`` requests an hour.
+    An instance is sent to the labeling project ``project`` when the
+    champion's margin (its top probability minus the next) is below
+    ``margin_threshold``, or, with ``disagreement`` (the default), when a
+    challenger or the canary predicts another class. At most
+    ``per_hour_budget`` instances an hour are sent (None: no limit); each item
+    carries the reason it was sent.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     project: str = Field(min_length=1, max_length=255)
     margin_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    disagreement: bool = True
     per_hour_budget: int | None = Field(default=None, ge=0)
+
+
+class ActionRule(BaseModel):
+    """When an action fires: the answer is ``label`` (any label when None) with a
+    probability of at least ``min_probability``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str | int | bool | None = None
+    min_probability: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class Action(BaseModel):
+    """A webhook called (HTTP POST, JSON body) for every answered instance that
+    matches ``when``; retried up to ``max_attempts`` times with backoff, and
+    every delivery recorded.
+
+    >>> Action(name="alert", url="http://127.0.0.1:9/hook",
+    ...        when={"label": "predator", "min_probability": 0.8}).max_attempts
+    5
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+    url: str = Field(pattern=r"^https?://\S+$", max_length=2048)
+    when: ActionRule = Field(default_factory=ActionRule)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    timeout_s: float = Field(default=5.0, gt=0.0, le=120.0)
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 class Policy(BaseModel):
@@ -201,6 +238,7 @@ class Policy(BaseModel):
     decoy: bool = True
     schedule: Schedule = Field(default_factory=Schedule)
     review: ReviewSettings | None = None
+    actions: tuple[Action, ...] = ()
 
     @field_validator("champion", "canary")
     @classmethod
@@ -244,6 +282,9 @@ class Policy(BaseModel):
                 f"the canary {self.canary!r} must be a model version that is neither the "
                 "champion nor a challenger"
             )
+        names = [a.name for a in self.actions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"every action needs its own name; got {names}")
         return self
 
     def refs(self) -> tuple[str, ...]:
@@ -388,11 +429,12 @@ def _service_id_for_write(conn: Connection, service: str) -> int:
     )
     found = conn.execute(query).scalar()
     if found is None:
-        _raise_not_found(conn, service)
+        raise_service_not_found(conn, service)
     return int(found)
 
 
-def _raise_not_found(conn: Connection, service: str) -> NoReturn:
+def raise_service_not_found(conn: Connection, service: str) -> NoReturn:
+    """Raise :class:`ServiceNotFoundError` for ``service``, listing the services there are."""
     names = list(
         conn.execute(select(serve_services.c.name).order_by(serve_services.c.name)).scalars()
     )
@@ -536,7 +578,7 @@ def current_policy(service: str, *, engine: Engine | None = None) -> PolicyRevis
             select(serve_services.c.service_id).where(serve_services.c.name == service)
         ).scalar()
         if found is None:
-            _raise_not_found(conn, service)
+            raise_service_not_found(conn, service)
         return _latest(conn, int(found), service)
 
 
@@ -548,7 +590,7 @@ def policy_history(service: str, *, engine: Engine | None = None) -> list[Policy
             select(serve_services.c.service_id).where(serve_services.c.name == service)
         ).scalar()
         if found is None:
-            _raise_not_found(conn, service)
+            raise_service_not_found(conn, service)
         rows = conn.execute(
             select(*_POLICY_COLUMNS)
             .where(serve_policies.c.service_id == found)

@@ -24,14 +24,34 @@ Tables:
     revision (one of :data:`POLICY_ACTIONS`); ``previous_revision`` is the
     revision it replaced (NULL for the first) and ``restored_revision`` the one
     a rollback copied. Who made it, when and why are always recorded.
+``serve_requests``
+    the archive (the decoy): one row per request a service answered, with the
+    policy revision, when it arrived, the instances exactly as the models saw
+    them (NULL when the policy's decoy is off), the answer, which model (or
+    the fallback) gave it and the latency.
+``serve_scores``
+    every model's score for every archived request: status (one of
+    :data:`inloop.serve.scoring.SCORE_STATUSES`), predictions, probabilities
+    and classes, the model's latency and its error.
+``serve_feedback``
+    append-only true labels attached to a request later; the newest wins.
+``serve_review_items``
+    requests sent to a labeling project for human review: the labeling item
+    each instance became and why (small margin, disagreement).
+``serve_deliveries``
+    one row per webhook action a prediction triggered: the payload, the
+    attempts so far, the last response and whether it was delivered.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
+    Float,
     ForeignKeyConstraint,
+    Index,
     Integer,
     String,
     Table,
@@ -42,11 +62,17 @@ from sqlalchemy import (
 from inloop.store.tables import UTCDateTime, metadata
 
 __all__ = [
+    "DELIVERY_STATUSES",
     "MODEL_KINDS",
     "POLICY_ACTIONS",
+    "serve_deliveries",
+    "serve_feedback",
     "serve_model_versions",
     "serve_models",
     "serve_policies",
+    "serve_requests",
+    "serve_review_items",
+    "serve_scores",
     "serve_services",
 ]
 
@@ -54,6 +80,8 @@ __all__ = [
 MODEL_KINDS = ("sklearn", "callable", "heuristic")
 #: What made a policy revision.
 POLICY_ACTIONS = ("create", "set", "promote", "rollback")
+#: Where a webhook delivery stands.
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
 def _json() -> JSON:
@@ -132,5 +160,110 @@ serve_policies = Table(
         name="fk_serve_policies_service",
         ondelete="CASCADE",
     ),
+    sqlite_autoincrement=True,
+)
+
+serve_requests = Table(
+    "serve_requests",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("service_id", Integer, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("n_instances", Integer, nullable=False),
+    Column("inputs", _json(), nullable=True),
+    Column("model", String(300), nullable=True),
+    Column("role", String(16), nullable=False),
+    Column("fallback_used", Boolean, nullable=False),
+    Column("predictions", _json(), nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    ForeignKeyConstraint(
+        ["service_id"],
+        ["serve_services.service_id"],
+        name="fk_serve_requests_service",
+        ondelete="CASCADE",
+    ),
+    Index("ix_serve_requests_service_time", "service_id", "received_at"),
+)
+
+serve_scores = Table(
+    "serve_scores",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("model", String(300), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("predictions", _json(), nullable=True),
+    Column("probabilities", _json(), nullable=True),
+    Column("classes", _json(), nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    ForeignKeyConstraint(
+        ["request_id"],
+        ["serve_requests.request_id"],
+        name="fk_serve_scores_request",
+        ondelete="CASCADE",
+    ),
+)
+
+serve_feedback = Table(
+    "serve_feedback",
+    metadata,
+    Column("feedback_id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("labels", _json(), nullable=False),
+    Column("given_by", String(255), nullable=False),
+    Column("given_at", UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(
+        ["request_id"],
+        ["serve_requests.request_id"],
+        name="fk_serve_feedback_request",
+        ondelete="CASCADE",
+    ),
+    Index("ix_serve_feedback_request", "request_id"),
+    sqlite_autoincrement=True,
+)
+
+serve_review_items = Table(
+    "serve_review_items",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("service_id", Integer, nullable=False),
+    Column("project", String(255), nullable=False),
+    Column("item_id", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("routed_at", UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(
+        ["service_id"],
+        ["serve_services.service_id"],
+        name="fk_serve_review_items_service",
+        ondelete="CASCADE",
+    ),
+    Index("ix_serve_review_items_service_time", "service_id", "routed_at"),
+)
+
+serve_deliveries = Table(
+    "serve_deliveries",
+    metadata,
+    Column("delivery_id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False),
+    Column("service_id", Integer, nullable=False),
+    Column("action", String(255), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", _json(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("response_status", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    ForeignKeyConstraint(
+        ["service_id"],
+        ["serve_services.service_id"],
+        name="fk_serve_deliveries_service",
+        ondelete="CASCADE",
+    ),
+    Index("ix_serve_deliveries_service_time", "service_id", "created_at"),
     sqlite_autoincrement=True,
 )

@@ -41,7 +41,17 @@ __all__ = [
 ]
 
 #: Every revision in ``migrations/versions``, oldest first (a test keeps them in step).
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
+REVISIONS: tuple[str, ...] = (
+    "0001",
+    "0002",
+    "0003",
+    "0004",
+    "0005",
+    "0006",
+    "0007",
+    "0008",
+    "0009",
+)
 #: The revision this inloop's tables describe.
 HEAD_REVISION = REVISIONS[-1]
 #: Modules whose tables live on ``inloop.store.tables.metadata``. The store does not

@@ -3,7 +3,12 @@
 ``create_app()`` builds a FastAPI app on the metadata database (the configured
 one unless ``engine`` is given); ``inloop server`` runs it under uvicorn. While
 the app runs (its lifespan), a :class:`~inloop.web.learning.LearnerPool` keeps
-each feature project's model in the loop (``learners=False`` turns it off).
+each feature project's model in the loop (``learners=False`` turns it off), and
+the serving routes under ``/v1`` answer through a
+:class:`~inloop.serve.rendezvous.Rendezvous` whose archive also routes
+requests to review and fires webhook actions (``serving=False`` turns it off).
+The rendezvous scores in this process, or over Redis Streams when
+``INLOOP_STREAM_URL`` is set.
 
 >>> from inloop.store import get_engine
 >>> app = create_app(engine=get_engine("sqlite://"))
@@ -39,13 +44,23 @@ templates = Jinja2Templates(directory=str(_HERE / "templates"))
 _PAGES_MODULE = "inloop.web.pages"
 
 
-def create_app(*, engine: Engine | None = None, learners: bool = True) -> FastAPI:
+def create_app(
+    *,
+    engine: Engine | None = None,
+    learners: bool = True,
+    serving: bool = True,
+    stream_url: str | None = None,
+) -> FastAPI:
     """The inloop web app on ``engine`` (default: ``get_engine()``, migrated on first use).
 
     With ``learners`` (the default) the app's lifespan runs a
     :class:`~inloop.web.learning.LearnerPool` (``app.state.learners``; None without).
+    With ``serving`` it serves ``/v1`` through ``app.state.rendezvous``, over
+    Redis Streams at ``stream_url`` (default: the ``INLOOP_STREAM_URL`` setting)
+    or in this process.
     """
     from inloop.web import api, auth
+    from inloop.web import serving as serving_api
     from inloop.web.learning import LearnerPool
 
     app = FastAPI(
@@ -56,11 +71,16 @@ def create_app(*, engine: Engine | None = None, learners: bool = True) -> FastAP
     )
     app.state.engine = engine if engine is not None else get_engine()
     app.state.learners = LearnerPool(app.state.engine) if learners else None
+    app.state.rendezvous = None
+    app.state.dispatcher = None
+    if serving:
+        _add_serving(app, stream_url)
     app.state.templates = templates
     app.add_exception_handler(InloopError, _inloop_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(auth.router)
     app.include_router(api.router)
+    app.include_router(serving_api.router)
     if importlib.util.find_spec(_PAGES_MODULE) is not None:
         pages = importlib.import_module(_PAGES_MODULE)
         app.include_router(pages.router)
@@ -68,15 +88,46 @@ def create_app(*, engine: Engine | None = None, learners: bool = True) -> FastAP
     return app
 
 
+def _add_serving(app: FastAPI, stream_url: str | None) -> None:
+    from inloop.serve.actions import ActionDispatcher
+    from inloop.serve.rendezvous import Rendezvous
+    from inloop.serve.review import ReviewRouter
+    from inloop.settings import get_settings
+
+    engine = app.state.engine
+    url = stream_url if stream_url is not None else get_settings().stream_url
+    transport = None
+    if url:
+        from inloop.serve.streams import RedisTransport
+
+        transport = RedisTransport(url)
+    dispatcher = ActionDispatcher(engine)
+    app.state.dispatcher = dispatcher
+    app.state.rendezvous = Rendezvous(
+        engine=engine,
+        transport=transport,
+        hooks=[ReviewRouter(engine), dispatcher.on_archived],
+    )
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Run the app's learner pool (if any) while the app serves."""
+    """Run the app's learner pool and rendezvous (if any) while the app serves."""
     pool = app.state.learners
+    rendezvous = app.state.rendezvous
+    dispatcher = app.state.dispatcher
     if pool is not None:
         pool.start()
+    if rendezvous is not None:
+        dispatcher.start()
+        dispatcher.resume_pending()
+        await rendezvous.start()
     try:
         yield
     finally:
+        if rendezvous is not None:
+            await rendezvous.close()
+            dispatcher.stop()
         if pool is not None:
             pool.stop()
 

@@ -1,0 +1,443 @@
+"""The decoy: every request, every model's score and the answer, archived off the critical path.
+
+The rendezvous hands each answered request to an :class:`ArchiveWriter` (a
+non-blocking queue put); one background thread writes batches of requests and
+their scores in one transaction each, then runs its hooks (review routing,
+webhook actions) on what it wrote. A request is in the database a few tens of
+milliseconds after it was answered; :meth:`ArchiveWriter.flush` waits for it.
+
+Reading the archive: :func:`get_request` (a request with its scores and
+feedback), :func:`list_requests`, :func:`count_requests`; attaching a true
+label later: :func:`add_feedback`.
+
+>>> from inloop.store import get_engine
+>>> writer = ArchiveWriter(get_engine("sqlite://"))
+>>> writer.stats()
+{'queued': 0, 'written': 0, 'dropped': 0, 'failed_batches': 0}
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from inloop.serve.models import ServeError
+from inloop.serve.policy import Policy, raise_service_not_found
+from inloop.serve.scoring import Score
+from inloop.serve.tables import serve_feedback, serve_requests, serve_scores, serve_services
+from inloop.store.db import begin_write, get_engine
+
+__all__ = [
+    "ArchiveWriter",
+    "ArchivedRequest",
+    "Feedback",
+    "RequestNotFoundError",
+    "RequestView",
+    "add_feedback",
+    "count_requests",
+    "get_request",
+    "list_requests",
+]
+
+log = logging.getLogger("inloop.serve.archive")
+
+#: A hook runs in the writer thread after each batch is committed.
+Hook = Callable[[Sequence["ArchivedRequest"]], None]
+
+
+class RequestNotFoundError(ServeError, LookupError):
+    """No archived request has that id (in that service)."""
+
+
+@dataclass(frozen=True)
+class ArchivedRequest:
+    """One answered request as the writer archives it.
+
+    ``instances`` is None when the policy's decoy is off (the inputs are not
+    kept); ``model`` is the reference that answered (None for a default
+    answer); ``scores`` holds every model's score, the fallback's too when it
+    answered.
+    """
+
+    request_id: str
+    service: str
+    service_id: int
+    revision: int
+    policy: Policy
+    received_at: datetime
+    instances: list[Any] | None
+    n_instances: int
+    model: str | None
+    role: str
+    fallback_used: bool
+    predictions: list[Any]
+    latency_ms: float
+    scores: tuple[Score, ...]
+
+    def request_row(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "service_id": self.service_id,
+            "revision": self.revision,
+            "received_at": self.received_at,
+            "n_instances": self.n_instances,
+            "inputs": self.instances if self.policy.decoy else None,
+            "model": self.model,
+            "role": self.role,
+            "fallback_used": self.fallback_used,
+            "predictions": self.predictions,
+            "latency_ms": self.latency_ms,
+        }
+
+    def score_rows(self) -> list[dict[str, Any]]:
+        seen: set[str] = set()
+        rows = []
+        for score in self.scores:
+            if score.model in seen:  # a model listed twice (say, fallback and canary) once
+                continue
+            seen.add(score.model)
+            row = score.to_dict()
+            row["request_id"] = self.request_id
+            rows.append(row)
+        return rows
+
+
+@dataclass
+class _State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    written_cond: threading.Condition = field(init=False)
+    submitted: int = 0
+    written: int = 0  # requests handled (written or given up on), in submission order
+    stored: int = 0
+    dropped: int = 0
+    failed_batches: int = 0
+
+    def __post_init__(self) -> None:
+        self.written_cond = threading.Condition(self.lock)
+
+
+class ArchiveWriter:
+    """Write archived requests in batches from one background thread.
+
+    ``put`` never blocks: when ``max_queue`` requests wait already, the new
+    one is dropped, counted and logged (the server keeps answering). A batch
+    that fails to write is retried ``retries`` times, a second apart, before it
+    is dropped. ``hooks`` run after each committed batch, in the writer thread;
+    an exception in a hook is logged and does not stop the writer.
+    """
+
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        *,
+        hooks: Sequence[Hook] = (),
+        max_batch: int = 500,
+        max_queue: int = 100_000,
+        retries: int = 3,
+    ) -> None:
+        self.engine = engine if engine is not None else get_engine()
+        self.hooks = list(hooks)
+        self._max_batch = max_batch
+        self._retries = retries
+        self._queue: queue.Queue[ArchivedRequest | None] = queue.Queue(max_queue)
+        self._state = _State()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ArchiveWriter:
+        """Start the writer thread (once); returns self."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="inloop-archive", daemon=True)
+            self._thread.start()
+        return self
+
+    def put(self, record: ArchivedRequest) -> bool:
+        """Queue ``record`` for writing; False when the queue was full and it was dropped."""
+        state = self._state
+        with state.lock:
+            state.submitted += 1
+        try:
+            self._queue.put_nowait(record)
+            return True
+        except queue.Full:
+            with state.lock:
+                state.dropped += 1
+                state.written += 1
+                state.written_cond.notify_all()
+            log.error(
+                "archive queue full: request %s of %s dropped", record.request_id, record.service
+            )
+            return False
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until every request put so far is written; False on timeout."""
+        state = self._state
+        with state.lock:
+            target = state.submitted
+            return state.written_cond.wait_for(lambda: state.written >= target, timeout)
+
+    def stats(self) -> dict[str, int]:
+        """Requests queued, written, dropped, and batches that failed for good."""
+        state = self._state
+        with state.lock:
+            return {
+                "queued": state.submitted - state.written,
+                "written": state.stored,
+                "dropped": state.dropped,
+                "failed_batches": state.failed_batches,
+            }
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (up to ``timeout``), then stop the thread."""
+        if self._thread is None:
+            return
+        self.flush(timeout)
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[ArchivedRequest]) -> None:
+        state = self._state
+        ok = False
+        for attempt in range(self._retries + 1):
+            try:
+                with begin_write(self.engine) as conn:
+                    conn.execute(serve_requests.insert(), [r.request_row() for r in batch])
+                    scores = [row for r in batch for row in r.score_rows()]
+                    if scores:
+                        conn.execute(serve_scores.insert(), scores)
+                ok = True
+                break
+            except Exception:
+                log.exception(
+                    "archive: writing %d requests failed (attempt %d of %d)",
+                    len(batch),
+                    attempt + 1,
+                    self._retries + 1,
+                )
+                if attempt < self._retries:
+                    time.sleep(1.0)
+        with state.lock:
+            state.written += len(batch)
+            if ok:
+                state.stored += len(batch)
+            else:
+                state.failed_batches += 1
+                state.dropped += len(batch)
+            state.written_cond.notify_all()
+        if not ok:
+            return
+        for hook in self.hooks:
+            try:
+                hook(batch)
+            except Exception:
+                log.exception("archive hook %r failed", hook)
+
+
+# --- reading the archive ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """True labels attached to a request: one per instance, who gave them and when."""
+
+    labels: list[Any]
+    given_by: str
+    given_at: datetime
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """An archived request with every model's score and its newest feedback."""
+
+    request_id: str
+    service: str
+    revision: int
+    received_at: datetime
+    n_instances: int
+    inputs: list[Any] | None
+    model: str | None
+    role: str
+    fallback_used: bool
+    predictions: list[Any]
+    latency_ms: float
+    scores: dict[str, Score]
+    feedback: Feedback | None
+
+
+def _engine(engine: Engine | None) -> Engine:
+    return engine if engine is not None else get_engine()
+
+
+def _service_id(conn: Any, service: str) -> int:
+    found = conn.execute(
+        select(serve_services.c.service_id).where(serve_services.c.name == service)
+    ).scalar()
+    if found is None:
+        raise_service_not_found(conn, service)
+    return int(found)
+
+
+def _view(conn: Any, service: str, row: Mapping[Any, Any]) -> RequestView:
+    scores = {
+        s.model: Score.from_dict(s._mapping)
+        for s in conn.execute(
+            select(serve_scores).where(serve_scores.c.request_id == row["request_id"])
+        )
+    }
+    fb = conn.execute(
+        select(serve_feedback)
+        .where(serve_feedback.c.request_id == row["request_id"])
+        .order_by(serve_feedback.c.feedback_id.desc())
+        .limit(1)
+    ).first()
+    return RequestView(
+        request_id=row["request_id"],
+        service=service,
+        revision=row["revision"],
+        received_at=row["received_at"],
+        n_instances=row["n_instances"],
+        inputs=row["inputs"],
+        model=row["model"],
+        role=row["role"],
+        fallback_used=bool(row["fallback_used"]),
+        predictions=row["predictions"],
+        latency_ms=row["latency_ms"],
+        scores=scores,
+        feedback=None if fb is None else Feedback(fb.labels, fb.given_by, fb.given_at),
+    )
+
+
+def get_request(service: str, request_id: str, *, engine: Engine | None = None) -> RequestView:
+    """The archived request ``request_id`` of ``service``, with its scores and feedback."""
+    with _engine(engine).connect() as conn:
+        service_id = _service_id(conn, service)
+        row = conn.execute(
+            select(serve_requests).where(
+                serve_requests.c.request_id == request_id,
+                serve_requests.c.service_id == service_id,
+            )
+        ).first()
+        if row is None:
+            raise RequestNotFoundError(
+                f"Service {service!r} has no archived request {request_id!r}. Use the "
+                "request_id a predict answer returned; requests are archived within a "
+                "second of their answer."
+            )
+        return _view(conn, service, row._mapping)
+
+
+def list_requests(
+    service: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    engine: Engine | None = None,
+) -> list[RequestView]:
+    """The newest archived requests of ``service`` (at most ``limit``), newest first."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ServeError(f"limit must be a positive int. Got {limit!r}.")
+    with _engine(engine).connect() as conn:
+        service_id = _service_id(conn, service)
+        query = select(serve_requests).where(serve_requests.c.service_id == service_id)
+        if since is not None:
+            query = query.where(serve_requests.c.received_at >= since)
+        if until is not None:
+            query = query.where(serve_requests.c.received_at < until)
+        rows = conn.execute(query.order_by(serve_requests.c.received_at.desc()).limit(limit)).all()
+        return [_view(conn, service, r._mapping) for r in rows]
+
+
+def count_requests(service: str, *, engine: Engine | None = None) -> int:
+    """How many requests of ``service`` the archive holds."""
+    with _engine(engine).connect() as conn:
+        service_id = _service_id(conn, service)
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(serve_requests)
+                .where(serve_requests.c.service_id == service_id)
+            ).scalar_one()
+        )
+
+
+def _known_classes(scores: Mapping[str, Score]) -> list[Any] | None:
+    for role in ("champion", "canary", "challenger", "fallback"):
+        for score in scores.values():
+            if score.role == role and score.classes:
+                return list(score.classes)
+    return None
+
+
+def add_feedback(
+    service: str,
+    request_id: str,
+    labels: Sequence[Any],
+    *,
+    by: str,
+    engine: Engine | None = None,
+) -> RequestView:
+    """Attach the true ``labels`` (one per instance) to an archived request.
+
+    Every model's archived score of that request can then be compared with
+    the truth. Newer feedback replaces older (both are kept). Labels must be
+    classes the models know. Returns the request with its new feedback.
+    """
+    if isinstance(labels, str | bytes) or not isinstance(labels, Sequence):
+        raise ServeError(f"labels must be a list with one label per instance. Got {labels!r}.")
+    if not isinstance(by, str) or not by.strip():
+        raise ServeError(f"Feedback needs 'by': who gave the labels. Got {by!r}.")
+    eng = _engine(engine)
+    view = get_request(service, request_id, engine=eng)
+    if len(labels) != view.n_instances:
+        raise ServeError(
+            f"Request {request_id!r} had {view.n_instances} instance(s); the feedback has "
+            f"{len(labels)} label(s). Send one label per instance, in order."
+        )
+    classes = _known_classes(view.scores)
+    if classes is not None:
+        unknown = [label for label in labels if label not in classes]
+        if unknown:
+            raise ServeError(
+                f"The labels {unknown[:5]!r} are not classes of the service's models; "
+                f"accepted: {classes!r}."
+            )
+    with begin_write(eng) as conn:
+        conn.execute(
+            serve_feedback.insert(),
+            {
+                "request_id": request_id,
+                "labels": list(labels),
+                "given_by": by,
+                "given_at": datetime.now(UTC),
+            },
+        )
+    return get_request(service, request_id, engine=eng)

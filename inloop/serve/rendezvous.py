@@ -1,0 +1,499 @@
+"""The rendezvous: score a request with every live model, answer by the schedule, archive all.
+
+For each request the :class:`Rendezvous` reads the service's current policy
+(one small query, so a promotion or rollback applies to the very next
+request), hands a :class:`~inloop.serve.scoring.Job` to the transport — every
+live model (champion, challengers, canary) scores the same input — and then
+walks the policy's :class:`~inloop.serve.policy.Schedule`:
+
+- a ``champion`` step takes the champion's answer if it is there by ``by_ms``;
+- a ``best`` step takes the best-priority answer there by ``by_ms`` (the
+  champion's, else the canary's), waiting for the champion while it may still
+  come;
+- at the deadline (or a ``fallback`` step) the fallback answers: a registered
+  heuristic, run here, or the policy's default answer.
+
+So every request is answered by the deadline, whatever the models do. After
+answering, the remaining scores are collected in the background (up to
+``collect_s``) and the request, every score (a missing one as ``timeout``),
+the answer and the latencies go to the :class:`~inloop.serve.archive.ArchiveWriter`.
+
+>>> import asyncio
+>>> from inloop.store import get_engine, open_artifact_store
+>>> from inloop.serve import MajorityClass, create_service, register
+>>> engine, store = get_engine("sqlite://"), open_artifact_store("memory://rdv-doc")
+>>> _ = register(MajorityClass(["cat", "dog"], [1, 3]), name="pets", engine=engine,
+...              artifacts=store)
+>>> _ = create_service("pets", {"champion": "pets@1", "fallback": {"label": "cat"}},
+...                    created_by="ana", reason="launch", engine=engine)
+>>> async def ask():
+...     async with Rendezvous(engine=engine, artifacts=store) as rendezvous:
+...         return await rendezvous.predict("pets", [[0.5]])
+>>> answer = asyncio.run(ask())
+>>> answer.predictions, answer.model, answer.fallback_used
+(['dog'], 'pets@1', False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+
+from inloop.serve.archive import ArchivedRequest, ArchiveWriter, Hook
+from inloop.serve.models import LoadedModel, ServeError
+from inloop.serve.policy import DefaultAnswer, Policy, current_policy, raise_service_not_found
+from inloop.serve.scoring import Job, LocalTransport, Score, Transport, score_model
+from inloop.serve.tables import serve_policies, serve_services
+from inloop.store.db import get_engine
+
+__all__ = [
+    "MAX_BATCH",
+    "Answer",
+    "InvalidRequestError",
+    "NoAnswerError",
+    "Rendezvous",
+    "check_instances",
+]
+
+log = logging.getLogger("inloop.serve.rendezvous")
+
+#: The most instances one request may carry.
+MAX_BATCH = 10_000
+
+
+class InvalidRequestError(ServeError):
+    """The request's instances are not what the service's models take (HTTP 400)."""
+
+
+class NoAnswerError(ServeError):
+    """No model answered in time and the fallback failed too (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a service answered: the predictions, who gave them, how fast.
+
+    ``model`` is the reference that answered (None for the policy's default
+    answer); ``role`` is ``'champion'``, ``'canary'`` or ``'fallback'``;
+    ``probabilities`` has one row per instance in the order of ``classes``
+    (None for a default answer). ``latency_ms`` runs from the request's
+    arrival at the rendezvous to its answer.
+    """
+
+    request_id: str
+    service: str
+    revision: int
+    model: str | None
+    role: str
+    fallback_used: bool
+    predictions: list[Any]
+    probabilities: list[list[float]] | None
+    classes: list[Any] | None
+    latency_ms: float
+
+    def to_dict(self, *, single: bool = False) -> dict[str, Any]:
+        """The answer as JSON; ``single`` gives ``prediction``/``probabilities`` of one instance."""
+        out: dict[str, Any] = {
+            "request_id": self.request_id,
+            "service": self.service,
+            "revision": self.revision,
+            "model": self.model,
+            "role": self.role,
+            "fallback_used": self.fallback_used,
+        }
+        if single:
+            out["prediction"] = self.predictions[0]
+            out["probabilities"] = None if self.probabilities is None else self.probabilities[0]
+        else:
+            out["predictions"] = self.predictions
+            out["probabilities"] = self.probabilities
+        out["classes"] = self.classes
+        out["latency_ms"] = round(self.latency_ms, 3)
+        return out
+
+
+def check_instances(instances: object) -> list[Any]:
+    """The instances of a request, checked: a non-empty list of equal-shaped numeric rows or texts.
+
+    >>> check_instances([[1, 2], [3, 4]])
+    [[1, 2], [3, 4]]
+    >>> check_instances([[1, 2], [3]])
+    Traceback (most recent call last):
+    ...
+    inloop.serve.rendezvous.InvalidRequestError: The instances must all have the same shape ...
+    """
+    if isinstance(instances, str | bytes) or not isinstance(instances, Sequence):
+        raise InvalidRequestError(
+            "instances must be a list of instances, such as [[0.1, 0.2], [0.3, 0.4]] or "
+            f"['some text']. Got {instances!r:.80}."
+        )
+    if not 1 <= len(instances) <= MAX_BATCH:
+        raise InvalidRequestError(
+            f"A request carries 1 to {MAX_BATCH} instances. Got {len(instances)}."
+        )
+    try:
+        array = np.asarray(instances)
+    except ValueError:
+        array = np.empty(0, dtype=object)
+    if array.dtype == object or array.dtype.kind not in "biufU":
+        raise InvalidRequestError(
+            "The instances must all have the same shape and hold numbers (or all be texts), "
+            f"such as [[0.1, 0.2], [0.3, 0.4]]. Got {instances!r:.80}."
+        )
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidRequestError("The instances hold NaN or infinity; send finite numbers.")
+    return list(instances)
+
+
+@dataclass(frozen=True)
+class _Live:
+    """A service's policy as loaded here: what to score and with which roles."""
+
+    service: str
+    service_id: int
+    revision: int
+    policy: Policy
+    models: tuple[tuple[str, str], ...]
+    fallback: LoadedModel | None
+
+
+class Rendezvous:
+    """Answer requests for every service in the database by its current policy.
+
+    ``transport`` scores jobs (default :class:`~inloop.serve.scoring.LocalTransport`,
+    models in this process); ``archive`` writes requests (default: an
+    :class:`~inloop.serve.archive.ArchiveWriter` on ``engine`` with ``hooks``).
+    Scores missing ``collect_s`` seconds after a request arrived are archived
+    as ``timeout``; the policy is re-read at most every ``policy_check_s``
+    seconds. Use as an async context manager, or call :meth:`start` and
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: Engine | None = None,
+        artifacts: Any = None,
+        transport: Transport | None = None,
+        archive: ArchiveWriter | None = None,
+        hooks: Sequence[Hook] = (),
+        collect_s: float = 5.0,
+        policy_check_s: float = 0.05,
+    ) -> None:
+        self.engine = engine if engine is not None else get_engine()
+        self._artifacts = artifacts
+        self.transport: Transport = (
+            transport if transport is not None else LocalTransport(loader=self._load)
+        )
+        self.archive = archive if archive is not None else ArchiveWriter(self.engine, hooks=hooks)
+        self.collect_s = collect_s
+        self.policy_check_s = policy_check_s
+        self._checked: dict[str, float] = {}
+        self._live: dict[str, _Live] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._collecting: set[asyncio.Task[None]] = set()
+        self._closed: asyncio.Future[None]  # set by start(), on the serving loop
+
+    def _load(self, ref: str) -> LoadedModel:
+        from inloop.serve.registry import load
+
+        return load(ref, engine=self.engine, artifacts=self._artifacts)
+
+    async def start(self) -> Rendezvous:
+        self._closed = asyncio.get_running_loop().create_future()
+        self.archive.start()
+        return self
+
+    async def close(self, grace_s: float = 2.0) -> None:
+        """Archive what is still being collected, then stop.
+
+        Scores still on their way get up to ``grace_s`` seconds (at most
+        ``collect_s``); those missing then are archived as timeouts.
+        """
+        tasks = list(self._collecting)
+        if tasks:
+            await asyncio.wait(tasks, timeout=min(grace_s, self.collect_s))
+        if not self._closed.done():
+            self._closed.set_result(None)
+        tasks = list(self._collecting)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.transport.close()
+        await asyncio.to_thread(self.archive.close)
+
+    async def __aenter__(self) -> Rendezvous:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- policy ---------------------------------------------------------------------------
+
+    def _current_revision(self, service: str, known: _Live | None) -> tuple[int, int]:
+        """The service's id and newest policy revision: one indexed query."""
+        with self.engine.connect() as conn:
+            if known is not None:
+                newest = conn.execute(
+                    select(func.max(serve_policies.c.revision)).where(
+                        serve_policies.c.service_id == known.service_id
+                    )
+                ).scalar()
+                if newest is not None:
+                    return known.service_id, int(newest)
+            row = conn.execute(
+                select(serve_services.c.service_id, func.max(serve_policies.c.revision))
+                .join(serve_policies, serve_policies.c.service_id == serve_services.c.service_id)
+                .where(serve_services.c.name == service)
+                .group_by(serve_services.c.service_id)
+            ).first()
+            if row is None:
+                raise_service_not_found(conn, service)
+            return int(row[0]), int(row[1])
+
+    def invalidate(self, service: str | None = None) -> None:
+        """Make the next request of ``service`` (or of every service) re-read its policy."""
+        if service is None:
+            self._checked.clear()
+        else:
+            self._checked.pop(service, None)
+
+    async def live(self, service: str) -> _Live:
+        """The service's current policy, loaded (models prepared) if it changed.
+
+        The newest revision is looked up at most every ``policy_check_s``
+        seconds per service (one small query), so a promotion or rollback made
+        anywhere applies within that time; :meth:`invalidate` applies one made
+        here at once.
+        """
+        known = self._live.get(service)
+        now = time.monotonic()
+        if known is not None and now - self._checked.get(service, -1e9) < self.policy_check_s:
+            return known
+        service_id, revision = self._current_revision(service, known)
+        self._checked[service] = now
+        if known is not None and known.revision == revision and known.service_id == service_id:
+            return known
+        lock = self._locks.setdefault(service, asyncio.Lock())
+        async with lock:
+            known = self._live.get(service)
+            if known is not None and known.revision >= revision:
+                return known
+            loaded = await self._load_policy(service, service_id)
+            self._live[service] = loaded
+            if known is not None:
+                log.info(
+                    "service %s: policy revision %d -> %d (champion %s)",
+                    service,
+                    known.revision,
+                    loaded.revision,
+                    loaded.policy.champion,
+                )
+            return loaded
+
+    async def _load_policy(self, service: str, service_id: int) -> _Live:
+        record = await asyncio.to_thread(current_policy, service, engine=self.engine)
+        policy = record.policy
+        models = [(policy.champion, "champion")]
+        models += [(ref, "challenger") for ref in policy.challengers]
+        if policy.canary is not None:
+            models.append((policy.canary, "canary"))
+        await self.transport.prepare(service, record.revision, [ref for ref, _ in models])
+        fallback = None
+        if isinstance(policy.fallback, str):
+            fallback = await asyncio.to_thread(self._load, policy.fallback)
+        return _Live(service, service_id, record.revision, policy, tuple(models), fallback)
+
+    # --- requests -------------------------------------------------------------------------
+
+    async def predict(
+        self, service: str, instances: Sequence[Any], *, request_id: str | None = None
+    ) -> Answer:
+        """Answer ``instances`` (a batch) for ``service`` by its current policy.
+
+        Raises :class:`InvalidRequestError` when the instances are malformed or
+        the champion says they do not fit it, :class:`NoAnswerError` when no
+        model answered and the fallback failed,
+        :class:`~inloop.serve.policy.ServiceNotFoundError` for an unknown service.
+        """
+        start = time.perf_counter()
+        received_at = datetime.now(UTC)
+        batch = check_instances(instances)
+        live = await self.live(service)
+        job = Job(
+            request_id=request_id or uuid.uuid4().hex,
+            service=service,
+            revision=live.revision,
+            models=live.models,
+            instances=batch,
+        )
+        futures = self.transport.submit(job)
+        try:
+            chosen = await self._choose(live, futures, start)
+            answer_score = self._fallback(live, batch) if chosen is None else chosen
+        except BaseException:
+            self._track(self._collect(live, job, futures, received_at, None, start))
+            raise
+        latency = (time.perf_counter() - start) * 1000.0
+        answer = Answer(
+            request_id=job.request_id,
+            service=service,
+            revision=live.revision,
+            model=answer_score.model or None,
+            role=answer_score.role,
+            fallback_used=answer_score.role == "fallback",
+            predictions=answer_score.predictions or [],
+            probabilities=answer_score.probabilities,
+            classes=answer_score.classes,
+            latency_ms=latency,
+        )
+        self._track(self._collect(live, job, futures, received_at, (answer, answer_score), start))
+        return answer
+
+    async def _choose(
+        self, live: _Live, futures: dict[str, asyncio.Future[Score]], start: float
+    ) -> Score | None:
+        policy = live.policy
+        best = [policy.champion] + ([policy.canary] if policy.canary is not None else [])
+        for step in policy.schedule.steps:
+            if step.model == "fallback":
+                break
+            candidates = [policy.champion] if step.model == "champion" else best
+            found = await self._first_ok(
+                candidates, futures, start + step.by_ms / 1000.0, policy.champion
+            )
+            if found is not None:
+                return found
+        return None
+
+    @staticmethod
+    async def _first_ok(
+        candidates: list[str],
+        futures: dict[str, asyncio.Future[Score]],
+        until: float,
+        champion: str,
+    ) -> Score | None:
+        """The first candidate (in priority order) with an ok score by ``until``.
+
+        Waits while a higher-priority candidate may still answer; at ``until``
+        takes the best answer there is.
+        """
+        while True:
+            pending = []
+            for ref in candidates:
+                future = futures[ref]
+                if not future.done():
+                    pending.append(future)
+                    continue
+                score = future.result()
+                if score.status == "invalid" and ref == champion:
+                    raise InvalidRequestError(
+                        f"The instances do not fit the champion {ref}: {score.error}"
+                    )
+                if score.ok and not pending:
+                    return score
+            if not pending:
+                return None
+            remaining = until - time.perf_counter()
+            if remaining <= 0:
+                for ref in candidates:
+                    future = futures[ref]
+                    if future.done() and future.result().ok:
+                        return future.result()
+                return None
+            await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+
+    def _fallback(self, live: _Live, batch: list[Any]) -> Score:
+        fallback = live.policy.fallback
+        if isinstance(fallback, DefaultAnswer):
+            return Score(
+                model="",
+                role="fallback",
+                status="ok",
+                predictions=[fallback.label] * len(batch),
+            )
+        assert live.fallback is not None
+        score = score_model(live.fallback, np.asarray(batch), fallback, "fallback")
+        if not score.ok:
+            raise NoAnswerError(
+                f"No model of service {live.service!r} answered by the deadline and its "
+                f"fallback {fallback} failed too: {score.error}"
+            )
+        return score
+
+    # --- archive --------------------------------------------------------------------------
+
+    def _track(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._collecting.add(task)
+        task.add_done_callback(self._collecting.discard)
+
+    async def _collect(
+        self,
+        live: _Live,
+        job: Job,
+        futures: dict[str, asyncio.Future[Score]],
+        received_at: datetime,
+        answered: tuple[Answer, Score] | None,
+        start: float,
+    ) -> None:
+        """Wait for the remaining scores (up to ``collect_s``), then archive the request."""
+        until = start + self.collect_s
+        while not self._closed.done():
+            pending: list[asyncio.Future[Any]] = [f for f in futures.values() if not f.done()]
+            remaining = until - time.perf_counter()
+            if not pending or remaining <= 0:
+                break
+            pending.append(self._closed)
+            await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        if answered is None:
+            return  # rejected (bad input) or failed: nothing was answered, nothing to archive
+        answer, answer_score = answered
+        roles = dict(job.models)
+        scores = []
+        for ref, future in futures.items():
+            if future.done() and not future.cancelled():
+                scores.append(future.result())
+            else:
+                scores.append(
+                    Score(
+                        ref,
+                        roles[ref],
+                        "timeout",
+                        error=f"no score within {self.collect_s:g} s of the request",
+                    )
+                )
+        if answer.role == "fallback" and answer.model is not None:
+            scores.append(answer_score)
+        self.archive.put(
+            ArchivedRequest(
+                request_id=job.request_id,
+                service=job.service,
+                service_id=live.service_id,
+                revision=live.revision,
+                policy=live.policy,
+                received_at=received_at,
+                instances=job.instances,
+                n_instances=len(job.instances),
+                model=answer.model,
+                role=answer.role,
+                fallback_used=answer.fallback_used,
+                predictions=answer.predictions,
+                latency_ms=answer.latency_ms,
+                scores=tuple(scores),
+            )
+        )

@@ -1,0 +1,367 @@
+"""Scoring jobs: what the rendezvous asks every live model, and how a transport answers.
+
+A :class:`Job` is one request as the models see it: its id, the service and
+policy revision, the model versions to score (each with its role) and the
+instances exactly as they arrived. A transport turns a job into one
+:class:`Score` per model, delivered through ``asyncio`` futures:
+
+- :class:`LocalTransport` (the embedded default) scores in this process, each
+  model in its own small thread pool, so a slow or hung model stalls neither
+  the event loop nor the other models; a model with too many calls in flight is
+  marked ``busy`` at once instead of queueing without bound.
+- ``RedisTransport`` (:mod:`inloop.serve.streams`) puts the job on a Redis
+  Stream for ``inloop serve worker`` processes.
+
+Both score through :func:`score_model`, so a model answers the same way on
+either transport.
+
+>>> from inloop.serve.models import MajorityClass, as_model
+>>> score = score_model(as_model(MajorityClass(["a", "b"], [1, 3])), [[0.0], [1.0]], "m@1",
+...                     "champion")
+>>> score.status, score.predictions, score.probabilities
+('ok', ['b', 'b'], [[0.25, 0.75], [0.25, 0.75]])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from inloop.serve.models import LoadedModel, ServeError
+
+__all__ = [
+    "ROLES",
+    "SCORE_STATUSES",
+    "Job",
+    "LocalTransport",
+    "Score",
+    "Transport",
+    "as_batch",
+    "score_model",
+]
+
+#: The role a model plays in a request. The fallback is scored only when it answers.
+ROLES = ("champion", "challenger", "canary", "fallback")
+#: ``ok``: scored; ``invalid``: the input does not fit the model (the caller's
+#: fault); ``error``: the model raised; ``busy``: too many calls in flight, not
+#: scored; ``timeout``: no score by the end of the collection window.
+SCORE_STATUSES = ("ok", "invalid", "error", "busy", "timeout")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request as the models see it.
+
+    ``models`` pairs each model version reference (``"name@N"``) with its role;
+    ``instances`` is the batch exactly as the caller sent it (JSON values).
+    """
+
+    request_id: str
+    service: str
+    revision: int
+    models: tuple[tuple[str, str], ...]
+    instances: list[Any]
+
+
+@dataclass(frozen=True)
+class Score:
+    """What one model said about one request.
+
+    ``predictions`` and ``probabilities`` (one row per instance, columns in
+    the order of ``classes``) are set when ``status`` is ``'ok'``; ``error``
+    says what went wrong otherwise. ``latency_ms`` is the time the model took
+    (None when it was not called).
+    """
+
+    model: str
+    role: str
+    status: str
+    predictions: list[Any] | None = None
+    probabilities: list[list[float]] | None = None
+    classes: list[Any] | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The score as JSON values (for streams and the archive)."""
+        return {
+            "model": self.model,
+            "role": self.role,
+            "status": self.status,
+            "predictions": self.predictions,
+            "probabilities": self.probabilities,
+            "classes": self.classes,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Score:
+        """The inverse of :meth:`to_dict`."""
+        values: dict[str, Any] = {name: data.get(name) for name in _SCORE_FIELDS}
+        return cls(**values)
+
+
+_SCORE_FIELDS = (
+    "model",
+    "role",
+    "status",
+    "predictions",
+    "probabilities",
+    "classes",
+    "latency_ms",
+    "error",
+)
+
+
+def as_batch(instances: Sequence[Any]) -> np.ndarray:
+    """The instances as the array models score: numbers stay numeric, text stays text.
+
+    >>> as_batch([[1, 2], [3, 4]]).shape
+    (2, 2)
+    """
+    return np.asarray(instances)
+
+
+def _plain(values: np.ndarray) -> list[Any]:
+    return values.tolist()  # numpy scalars -> JSON-friendly Python values
+
+
+def score_model(model: LoadedModel, X: Any, ref: str, role: str) -> Score:
+    """Score the batch ``X`` with ``model``; never raises.
+
+    One ``predict_proba`` call gives both the probabilities and the prediction
+    (the most probable class), so the two always agree. A
+    :class:`~inloop.serve.models.ServeError` (the input does not fit the model)
+    gives status ``'invalid'``; any other exception ``'error'``.
+    """
+    start = time.perf_counter()
+    try:
+        proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+        classes = np.asarray(model.classes)
+        predictions = _plain(classes[np.argmax(proba, axis=1)])
+        elapsed = (time.perf_counter() - start) * 1000.0
+        return Score(
+            model=ref,
+            role=role,
+            status="ok",
+            predictions=predictions,
+            probabilities=proba.tolist(),
+            classes=_plain(classes),
+            latency_ms=elapsed,
+        )
+    except ServeError as exc:
+        status, message = "invalid", str(exc)
+    except Exception as exc:  # a served model may raise anything; the request must go on
+        status, message = "error", f"{type(exc).__name__}: {exc}"
+    return Score(
+        model=ref,
+        role=role,
+        status=status,
+        latency_ms=(time.perf_counter() - start) * 1000.0,
+        error=message,
+    )
+
+
+class Transport(Protocol):
+    """How jobs reach the models. The rendezvous calls, in order:
+
+    ``await prepare(service, revision, refs)`` whenever it (re)loads a policy,
+    ``submit(job)`` for every request (must not block: it returns at once with
+    a future per model of ``job.models``; the futures are never cancelled by
+    the transport and every one ends with a :class:`Score` or stays pending),
+    and ``await close()`` when the server stops.
+    """
+
+    async def prepare(self, service: str, revision: int, refs: Sequence[str]) -> None: ...
+
+    def submit(self, job: Job) -> dict[str, asyncio.Future[Score]]: ...
+
+    async def close(self) -> None: ...
+
+
+_Call = tuple[Any, str, str, asyncio.AbstractEventLoop, "asyncio.Future[Score]"]
+
+
+@dataclass
+class _Lane:
+    """One model's threads, their queue and the number of its calls in flight.
+
+    The threads are daemons (not a ThreadPoolExecutor, whose threads are joined
+    at exit): a model that never returns must not keep the process alive.
+    """
+
+    model: LoadedModel
+    calls: queue.SimpleQueue[_Call | None] = field(default_factory=queue.SimpleQueue)
+    in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, threads: int, name: str) -> None:
+        for i in range(threads):
+            threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True).start()
+
+    def _loop(self) -> None:
+        while (call := self.calls.get()) is not None:
+            X, ref, role, loop, future = call
+            try:
+                score = score_model(self.model, X, ref, role)
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
+            try:
+                loop.call_soon_threadsafe(_settle, future, score)
+            except RuntimeError:
+                pass  # the loop has closed: nobody waits for this score any more
+
+
+class LocalTransport:
+    """Score in this process: one thread pool per model version.
+
+    ``threads_per_model`` threads score a model's requests; when
+    ``max_in_flight`` of its calls are running or queued, the next request gets
+    a ``busy`` score at once, so a hung model costs its own threads and nothing
+    else. The champion gets a head start: the other models of a job start when
+    it has answered, or after ``head_start_ms``, whichever comes first — they
+    share the interpreter with it, and the champion's answer is the one the
+    caller waits for. ``loader`` turns a reference into a :class:`LoadedModel` (default:
+    :func:`inloop.serve.registry.load` on the configured stores).
+
+    >>> import asyncio
+    >>> from inloop.serve.models import MajorityClass, as_model
+    >>> models = {"m@1": as_model(MajorityClass(["a", "b"], [3, 1]))}
+    >>> async def demo():
+    ...     transport = LocalTransport(loader=models.__getitem__)
+    ...     await transport.prepare("svc", 1, ["m@1"])
+    ...     futures = transport.submit(Job("r1", "svc", 1, (("m@1", "champion"),), [[0.0]]))
+    ...     score = await futures["m@1"]
+    ...     await transport.close()
+    ...     return score.predictions
+    >>> asyncio.run(demo())
+    ['a']
+    """
+
+    def __init__(
+        self,
+        *,
+        loader: Callable[[str], LoadedModel] | None = None,
+        threads_per_model: int = 2,
+        max_in_flight: int = 8,
+        head_start_ms: float = 5.0,
+    ) -> None:
+        if threads_per_model < 1 or max_in_flight < threads_per_model:
+            raise ServeError(
+                "LocalTransport needs threads_per_model >= 1 and max_in_flight >= "
+                f"threads_per_model. Got {threads_per_model} and {max_in_flight}."
+            )
+        self._loader = loader
+        self._threads = threads_per_model
+        self._max_in_flight = max_in_flight
+        self._head_start = head_start_ms / 1000.0
+        self._lanes: dict[str, _Lane] = {}
+        self._lock = threading.Lock()
+
+    def _load(self, ref: str) -> LoadedModel:
+        if self._loader is not None:
+            return self._loader(ref)
+        from inloop.serve.registry import load
+
+        return load(ref)
+
+    async def prepare(self, service: str, revision: int, refs: Sequence[str]) -> None:
+        """Load every model of ``refs`` not loaded yet (in a thread; loading may be slow)."""
+        missing = [ref for ref in refs if ref not in self._lanes]
+        if not missing:
+            return
+        loaded = await asyncio.to_thread(lambda: {ref: self._load(ref) for ref in missing})
+        with self._lock:
+            for ref, model in loaded.items():
+                if ref not in self._lanes:
+                    lane = _Lane(model)
+                    lane.start(self._threads, f"inloop-{ref}")
+                    self._lanes[ref] = lane
+
+    def submit(self, job: Job) -> dict[str, asyncio.Future[Score]]:
+        loop = asyncio.get_running_loop()
+        X = as_batch(job.instances)
+        futures: dict[str, asyncio.Future[Score]] = {
+            ref: loop.create_future() for ref, _ in job.models
+        }
+        champion = [(ref, role) for ref, role in job.models if role == "champion"]
+        others = [(ref, role) for ref, role in job.models if role != "champion"]
+        for ref, role in champion:
+            self._enqueue(ref, role, X, loop, futures[ref])
+        if not champion or not others or self._head_start <= 0:
+            for ref, role in others:
+                self._enqueue(ref, role, X, loop, futures[ref])
+            return futures
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                timer.cancel()
+                for ref, role in others:
+                    self._enqueue(ref, role, X, loop, futures[ref])
+
+        def champion_done(_: object) -> None:
+            # One loop turn later, so the waiting request answers before the others start.
+            loop.call_soon(release)
+
+        timer = loop.call_later(self._head_start, release)
+        futures[champion[0][0]].add_done_callback(champion_done)
+        return futures
+
+    def _enqueue(
+        self,
+        ref: str,
+        role: str,
+        X: np.ndarray,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Score],
+    ) -> None:
+        lane = self._lanes.get(ref)
+        if lane is None:
+            future.set_result(
+                Score(ref, role, "error", error=f"Model {ref} is not loaded on this server.")
+            )
+            return
+        with lane.lock:
+            busy = lane.in_flight >= self._max_in_flight
+            if not busy:
+                lane.in_flight += 1
+        if busy:
+            future.set_result(
+                Score(
+                    ref,
+                    role,
+                    "busy",
+                    error=f"{self._max_in_flight} calls of {ref} were already in flight.",
+                )
+            )
+            return
+        lane.calls.put((X, ref, role, loop, future))
+
+    async def close(self) -> None:
+        """Stop taking work; threads stuck in a hung model are left to die with the process."""
+        with self._lock:
+            lanes, self._lanes = list(self._lanes.values()), {}
+        for lane in lanes:
+            for _ in range(self._threads):
+                lane.calls.put(None)
+
+
+def _settle(future: asyncio.Future[Score], score: Score) -> None:
+    if not future.done():
+        future.set_result(score)

@@ -1,0 +1,346 @@
+"""The serving API under ``/v1``: predict, feedback, services, promotion and rollback.
+
+``POST /v1/services/{name}/predict`` answers through the app's
+:class:`~inloop.serve.rendezvous.Rendezvous` (``app.state.rendezvous``), so the
+champion, challengers and canary all score each request and the decoy archives
+it. Every route needs an API token (``Authorization: Bearer <token>``);
+changing a policy needs the scientist role. A token seen here is remembered
+for :data:`TOKEN_CACHE_SECONDS`, so prediction costs no database lookup for
+it (a revoked token stops working within that time).
+
+>>> router.prefix
+'/v1'
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from inloop.serve.archive import RequestNotFoundError, RequestView, add_feedback, get_request
+from inloop.serve.policy import (
+    PolicyRevision,
+    current_policy,
+    list_services,
+    policy_history,
+    promote,
+    rollback,
+)
+from inloop.serve.rendezvous import NoAnswerError, Rendezvous
+from inloop.web.auth import Principal, User, current_user, hash_secret, optional_user, require
+
+__all__ = ["TOKEN_CACHE_SECONDS", "router"]
+
+#: How long a token stays trusted without a database lookup on the serving routes.
+TOKEN_CACHE_SECONDS = 10.0
+
+router = APIRouter(prefix="/v1", tags=["serving"])
+
+
+class _TokenCache:
+    """Token digest -> (user, expiry), for the hot prediction path."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, tuple[User, float]] = {}
+
+    def get(self, token: str) -> User | None:
+        found = self._users.get(hash_secret(token))
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
+
+    def put(self, token: str, user: User) -> None:
+        if len(self._users) > 10_000:
+            self._users.clear()
+        self._users[hash_secret(token)] = (user, time.monotonic() + TOKEN_CACHE_SECONDS)
+
+
+_tokens = _TokenCache()
+
+
+async def serving_caller(request: Request) -> Principal:
+    """The signed-in caller, with tokens cached for :data:`TOKEN_CACHE_SECONDS`."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token:
+        user = _tokens.get(token)
+        if user is not None:
+            return Principal(user, "token")
+    principal = await current_user(await optional_user(request))
+    if principal.via == "token":
+        _tokens.put(token, principal.user)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(serving_caller)]
+Reviewer = Annotated[Principal, Depends(require("reviewer"))]
+Scientist = Annotated[Principal, Depends(require("scientist"))]
+
+
+def _rendezvous(request: Request) -> Rendezvous:
+    found: Rendezvous | None = getattr(request.app.state, "rendezvous", None)
+    if found is None:
+        raise HTTPException(503, "Serving is off in this app (create_app(serving=False)).")
+    return found
+
+
+RendezvousDep = Annotated[Rendezvous, Depends(_rendezvous)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictRequest(_Body):
+    """One instance (``instance``) or a batch (``instances``), exactly one of the two."""
+
+    instance: Any = None
+    instances: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> PredictRequest:
+        if (self.instance is None) == (self.instances is None):
+            raise ValueError(
+                "send exactly one of 'instance' (one instance, such as [0.1, 0.2]) and "
+                "'instances' (a batch, such as [[0.1, 0.2], [0.3, 0.4]])"
+            )
+        return self
+
+
+class FeedbackRequest(_Body):
+    """The true label of a request's instance (``label``), or of each instance (``labels``)."""
+
+    request_id: str = Field(min_length=1, max_length=64)
+    label: Any = None
+    labels: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> FeedbackRequest:
+        if (self.label is None) == (self.labels is None):
+            raise ValueError(
+                "send exactly one of 'label' (the true label of a one-instance request) and "
+                "'labels' (one per instance of a batch, in order)"
+            )
+        return self
+
+
+class PromoteRequest(_Body):
+    model: str = Field(description="The registered model version to make champion, 'name@N'.")
+    reason: str = Field(min_length=1, description="Why: recorded with the new revision.")
+    keep_old_champion: bool = True
+
+
+class RollbackRequest(_Body):
+    reason: str = Field(min_length=1, description="Why: recorded with the new revision.")
+    to_revision: int | None = Field(default=None, ge=1)
+
+
+def _json(content: Any, status_code: int = 200) -> Response:
+    return Response(
+        json.dumps(content, separators=(",", ":")),
+        status_code=status_code,
+        media_type="application/json",
+    )
+
+
+@router.post("/services/{name}/predict")
+async def predict(
+    name: str, body: PredictRequest, caller: Caller, rendezvous: RendezvousDep
+) -> Response:
+    """Answer one instance or a batch by the service's current policy.
+
+    The answer names the model and version that gave it, whether the fallback
+    answered, the request id (for feedback) and the latency in milliseconds.
+    """
+    single = body.instances is None
+    instances = [body.instance] if single else body.instances
+    assert instances is not None
+    try:
+        answer = await rendezvous.predict(name, instances)
+    except NoAnswerError as exc:
+        raise HTTPException(503, str(exc)) from None
+    return _json(answer.to_dict(single=single))
+
+
+def _view_out(view: RequestView, *, inputs: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "request_id": view.request_id,
+        "service": view.service,
+        "revision": view.revision,
+        "received_at": view.received_at.isoformat(),
+        "n_instances": view.n_instances,
+        "model": view.model,
+        "role": view.role,
+        "fallback_used": view.fallback_used,
+        "predictions": view.predictions,
+        "latency_ms": view.latency_ms,
+        "scores": {ref: score.to_dict() for ref, score in view.scores.items()},
+        "feedback": None
+        if view.feedback is None
+        else {
+            "labels": view.feedback.labels,
+            "given_by": view.feedback.given_by,
+            "given_at": view.feedback.given_at.isoformat(),
+        },
+    }
+    if inputs:
+        out["inputs"] = view.inputs
+    return out
+
+
+@router.post("/services/{name}/feedback", status_code=201)
+async def feedback(
+    name: str, body: FeedbackRequest, caller: Caller, rendezvous: RendezvousDep
+) -> dict[str, Any]:
+    """Attach the true label(s) to an answered request; every model's score of it is judged.
+
+    ``correct`` says, per model, whether each of its predictions was right.
+    """
+    labels = [body.label] if body.labels is None else body.labels
+    engine = rendezvous.engine
+
+    def attach() -> RequestView:
+        try:
+            return add_feedback(name, body.request_id, labels, by=caller.name, engine=engine)
+        except RequestNotFoundError:
+            # Answered a moment ago and still on its way to the archive: wait for it once.
+            rendezvous.archive.flush(5.0)
+            return add_feedback(name, body.request_id, labels, by=caller.name, engine=engine)
+
+    view = await run_in_threadpool(attach)
+    correct = {
+        ref: [p == t for p, t in zip(score.predictions, labels, strict=True)]
+        for ref, score in view.scores.items()
+        if score.ok and score.predictions is not None
+    }
+    return {"request_id": view.request_id, "labels": labels, "correct": correct}
+
+
+@router.get("/services/{name}/requests/{request_id}")
+async def get_archived(
+    name: str, request_id: str, caller: Reviewer, rendezvous: RendezvousDep
+) -> dict[str, Any]:
+    """An archived request: its input, every model's score, the answer and feedback."""
+    view = await run_in_threadpool(get_request, name, request_id, engine=rendezvous.engine)
+    return _view_out(view, inputs=True)
+
+
+def _revision_out(rev: PolicyRevision) -> dict[str, Any]:
+    return {
+        "revision": rev.revision,
+        "action": rev.action,
+        "created_at": rev.created_at.isoformat(),
+        "created_by": rev.created_by,
+        "reason": rev.reason,
+        "previous_revision": rev.previous_revision,
+        "restored_revision": rev.restored_revision,
+        "policy": rev.policy.model_dump(mode="json"),
+    }
+
+
+@router.get("/services")
+async def get_services(caller: Caller, rendezvous: RendezvousDep) -> list[dict[str, Any]]:
+    """Every service with its current revision and champion."""
+    found = await run_in_threadpool(list_services, engine=rendezvous.engine)
+    return [
+        {
+            "name": s.name,
+            "revision": s.revision,
+            "champion": s.champion,
+            "created_by": s.created_by,
+            "created_at": s.created_at.isoformat(),
+            "description": s.description,
+        }
+        for s in found
+    ]
+
+
+@router.get("/services/{name}")
+async def get_service(
+    name: str,
+    caller: Caller,
+    rendezvous: RendezvousDep,
+    history: Annotated[bool, Query(description="Include every earlier revision.")] = False,
+) -> dict[str, Any]:
+    """The service's current policy revision (and, with ``history=true``, every revision)."""
+    engine = rendezvous.engine
+    current = await run_in_threadpool(current_policy, name, engine=engine)
+    out: dict[str, Any] = {"name": name, **_revision_out(current)}
+    if history:
+        revisions = await run_in_threadpool(policy_history, name, engine=engine)
+        out["history"] = [_revision_out(r) for r in revisions]
+    return out
+
+
+@router.post("/services/{name}/promote")
+async def post_promote(
+    name: str, body: PromoteRequest, caller: Scientist, rendezvous: RendezvousDep
+) -> dict[str, Any]:
+    """Make a registered model version the champion (a new policy revision; no restart)."""
+    rev = await run_in_threadpool(
+        promote,
+        name,
+        body.model,
+        by=caller.name,
+        reason=body.reason,
+        keep_old_champion=body.keep_old_champion,
+        engine=rendezvous.engine,
+    )
+    rendezvous.invalidate(name)
+    return {"name": name, **_revision_out(rev)}
+
+
+@router.post("/services/{name}/rollback")
+async def post_rollback(
+    name: str, body: RollbackRequest, caller: Scientist, rendezvous: RendezvousDep
+) -> dict[str, Any]:
+    """Restore the previous policy (or ``to_revision``) as a new revision; no restart."""
+    rev = await run_in_threadpool(
+        rollback,
+        name,
+        by=caller.name,
+        reason=body.reason,
+        to_revision=body.to_revision,
+        engine=rendezvous.engine,
+    )
+    rendezvous.invalidate(name)
+    return {"name": name, **_revision_out(rev)}
+
+
+@router.get("/services/{name}/deliveries")
+async def get_deliveries(
+    name: str,
+    caller: Scientist,
+    rendezvous: RendezvousDep,
+    status: Annotated[str | None, Query(description="pending, delivered or failed")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """The newest webhook deliveries of the service's actions, newest first."""
+    from inloop.serve.actions import list_deliveries
+
+    found = await run_in_threadpool(
+        list_deliveries, name, status=status, limit=limit, engine=rendezvous.engine
+    )
+    return [
+        {
+            "delivery_id": d.delivery_id,
+            "request_id": d.request_id,
+            "action": d.action,
+            "url": d.url,
+            "status": d.status,
+            "attempts": d.attempts,
+            "response_status": d.response_status,
+            "error": d.error,
+            "payload": d.payload,
+            "created_at": d.created_at.isoformat(),
+            "updated_at": d.updated_at.isoformat(),
+        }
+        for d in found
+    ]

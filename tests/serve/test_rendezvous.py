@@ -1,0 +1,323 @@
+"""The rendezvous on SQLite and PostgreSQL: schedule, deadline, fallback, archive, policy changes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+from inloop.serve import (
+    MajorityClass,
+    ServiceNotFoundError,
+    create_service,
+    promote,
+    register,
+    rollback,
+)
+from inloop.serve.archive import add_feedback, count_requests, get_request, list_requests
+from inloop.serve.models import ServeError
+from inloop.serve.rendezvous import InvalidRequestError, NoAnswerError, Rendezvous
+from inloop.serve.scoring import LocalTransport
+
+T = TypeVar("T")
+
+#: Released at the end of the module so hung model threads end with the tests.
+_RELEASE = threading.Event()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_hung_models() -> Any:
+    yield
+    _RELEASE.set()
+
+
+def hang(X: np.ndarray) -> list[int]:
+    _RELEASE.wait(60)
+    return [0] * len(X)
+
+
+def crash(X: np.ndarray) -> list[int]:
+    raise RuntimeError("model exploded")
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+@pytest.fixture
+def refs(db_url: str, digits: tuple[np.ndarray, np.ndarray]) -> dict[str, str]:
+    X, y = digits
+    strong = LogisticRegression(max_iter=500).fit(X[:1000], y[:1000])
+    weak = LogisticRegression(max_iter=200, C=0.01).fit(X[:60], y[:60])
+    classes = list(range(10))
+    return {
+        "strong": register(strong, name="digits").ref,
+        "weak": register(weak, name="digits").ref,
+        "old": register(weak, name="digits-old").ref,
+        "hang": register(hang, name="hang", classes=classes).ref,
+        "crash": register(crash, name="crash", classes=classes).ref,
+        "base": register(MajorityClass(classes, np.bincount(y, minlength=10)), name="base").ref,
+    }
+
+
+def run(make: Callable[[Rendezvous], Awaitable[T]], **options: Any) -> T:
+    """Run ``make(rendezvous)`` on a fresh rendezvous, closed (archive flushed) after."""
+
+    async def main() -> T:
+        async with Rendezvous(**options) as rendezvous:
+            return await make(rendezvous)
+
+    return asyncio.run(main())
+
+
+def test_champion_answers_and_every_model_is_archived(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = digits
+    create_service(
+        "digits",
+        {
+            "champion": refs["strong"],
+            "challengers": [refs["weak"]],
+            "canary": refs["old"],
+            "fallback": refs["base"],
+        },
+        created_by="ana",
+        reason="launch",
+    )
+    batch = X[1500:1510].tolist()
+    answer = run(lambda r: r.predict("digits", batch))
+    assert answer.model == refs["strong"] and answer.role == "champion"
+    assert not answer.fallback_used and answer.revision == 1
+    from inloop.serve import load
+
+    strong = load(refs["strong"])
+    assert answer.predictions == strong.predict(np.asarray(batch)).tolist()
+    np.testing.assert_allclose(answer.probabilities, strong.predict_proba(np.asarray(batch)))
+    assert answer.classes == list(range(10)) and answer.latency_ms > 0
+
+    archived = get_request("digits", answer.request_id)
+    assert archived.inputs == batch  # exactly as the models saw it
+    assert archived.predictions == answer.predictions and archived.model == refs["strong"]
+    assert {ref: s.role for ref, s in archived.scores.items()} == {
+        refs["strong"]: "champion",
+        refs["weak"]: "challenger",
+        refs["old"]: "canary",
+    }
+    weak = load(refs["weak"]).predict(np.asarray(batch)).tolist()
+    assert archived.scores[refs["weak"]].predictions == weak
+    assert all(s.status == "ok" and s.latency_ms is not None for s in archived.scores.values())
+
+
+def test_hung_champion_gets_the_canary_then_the_fallback_by_the_deadline(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = digits
+    schedule = {
+        "deadline_ms": 60,
+        "steps": [{"model": "champion", "by_ms": 15}, {"model": "best", "by_ms": 60}],
+    }
+    create_service(
+        "canary-saves",
+        {
+            "champion": refs["hang"],
+            "canary": refs["weak"],
+            "fallback": refs["base"],
+            "schedule": schedule,
+        },
+        created_by="ana",
+        reason="t",
+    )
+    create_service(
+        "fallback-saves",
+        {
+            "champion": refs["hang"],
+            "canary": refs["crash"],
+            "fallback": refs["base"],
+            "schedule": schedule,
+        },
+        created_by="ana",
+        reason="t",
+    )
+    create_service(
+        "default-saves",
+        {"champion": refs["hang"], "fallback": {"label": 7}, "schedule": schedule},
+        created_by="ana",
+        reason="t",
+    )
+
+    async def ask(r: Rendezvous) -> list[Any]:
+        out = []
+        for service in ("canary-saves", "fallback-saves", "default-saves"):
+            for i in range(12):  # more than the hung model's lane takes: later calls are 'busy'
+                start = time.perf_counter()
+                answer = await r.predict(service, [X[i].tolist()])
+                out.append((service, answer, (time.perf_counter() - start) * 1000))
+        return out
+
+    answers = run(ask, collect_s=0.3)
+    for service, answer, elapsed in answers:
+        assert elapsed < 60 + 25, (service, elapsed)  # deadline plus a small margin
+        if service == "canary-saves":
+            assert answer.model == refs["weak"] and answer.role == "canary"
+            assert not answer.fallback_used
+        elif service == "fallback-saves":
+            assert answer.fallback_used and answer.model == refs["base"]
+            assert answer.predictions == [int(np.argmax(np.bincount(y)))]  # the majority class
+            assert answer.probabilities is not None
+        else:
+            assert answer.fallback_used and answer.model is None
+            assert answer.predictions == [7] and answer.probabilities is None
+
+    hung = list_requests("fallback-saves", limit=20)
+    assert len(hung) == 12
+    # The hung model's lane (shared by the three services) fills up: the first calls time
+    # out, the later ones are refused at once as 'busy'; none holds up an answer.
+    every = [
+        v
+        for name in ("canary-saves", "fallback-saves", "default-saves")
+        for v in list_requests(name, limit=20)
+    ]
+    statuses = [v.scores[refs["hang"]].status for v in every]
+    assert statuses.count("timeout") == 8 and statuses.count("busy") == 28
+    crashed = [v.scores[refs["crash"]] for v in hung]
+    assert all(s.status == "error" and "model exploded" in (s.error or "") for s in crashed)
+    assert all(v.scores[refs["base"]].role == "fallback" for v in hung)
+
+
+def test_bad_requests_are_refused_and_not_archived(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    create_service(
+        "strict", {"champion": refs["strong"], "fallback": refs["base"]}, created_by="a", reason="t"
+    )
+
+    async def ask(r: Rendezvous) -> list[str]:
+        errors = []
+        for bad in ([], [[1.0, 2.0]], [[1.0], [1.0, 2.0]], "text", [[float("nan")] * 64]):
+            with pytest.raises(InvalidRequestError) as caught:
+                await r.predict("strict", bad)  # type: ignore[arg-type]
+            errors.append(str(caught.value))
+        with pytest.raises(ServiceNotFoundError, match="strict"):
+            await r.predict("nope", [[0.0] * 64])
+        return errors
+
+    errors = run(ask)
+    assert "1 to 10000 instances" in errors[0]
+    assert "fitted on 64 features" in errors[1]  # the champion's own words
+    assert "same shape" in errors[2] and "list of instances" in errors[3]
+    assert "NaN" in errors[4]
+    assert count_requests("strict") == 0
+
+
+def test_a_promotion_or_rollback_applies_to_the_next_request(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = digits
+    create_service(
+        "live", {"champion": refs["weak"], "fallback": refs["base"]}, created_by="a", reason="t"
+    )
+
+    async def ask(r: Rendezvous) -> list[tuple[str | None, int]]:
+        seen = []
+        answer = await r.predict("live", [X[0].tolist()])
+        seen.append((answer.model, answer.revision))
+        promote("live", refs["strong"], by="ana", reason="better", engine=r.engine)
+        r.invalidate()  # what the server's own promote route does; elsewhere: policy_check_s
+        answer = await r.predict("live", [X[0].tolist()])
+        seen.append((answer.model, answer.revision))
+        rollback("live", by="bo", reason="regressed", engine=r.engine)
+        await asyncio.sleep(r.policy_check_s)  # a change made by another process
+        answer = await r.predict("live", [X[0].tolist()])
+        seen.append((answer.model, answer.revision))
+        return seen
+
+    assert run(ask) == [(refs["weak"], 1), (refs["strong"], 2), (refs["weak"], 3)]
+    archived = sorted(list_requests("live"), key=lambda v: v.revision)
+    assert [v.revision for v in archived] == [1, 2, 3]
+    # After the promotion the old champion stays on as a challenger and is archived too.
+    assert archived[1].scores[refs["weak"]].role == "challenger"
+
+
+def test_feedback_judges_every_models_archived_score(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, y = digits
+    create_service(
+        "judged",
+        {"champion": refs["strong"], "challengers": [refs["weak"]], "fallback": refs["base"]},
+        created_by="a",
+        reason="t",
+    )
+    batch = X[1700:1705].tolist()
+    answer = run(lambda r: r.predict("judged", batch))
+    truth = y[1700:1705].tolist()
+    view = add_feedback("judged", answer.request_id, truth, by="oracle")
+    assert view.feedback is not None and view.feedback.labels == truth
+    assert view.feedback.given_by == "oracle"
+    with pytest.raises(ServeError, match="5 instance"):
+        add_feedback("judged", answer.request_id, truth[:2], by="oracle")
+    with pytest.raises(ServeError, match="not classes"):
+        add_feedback("judged", answer.request_id, ["cat"] * 5, by="oracle")
+    with pytest.raises(LookupError, match="no archived request"):
+        add_feedback("judged", "0" * 32, truth, by="oracle")
+    assert get_request("judged", answer.request_id).feedback == view.feedback  # unchanged
+
+
+def test_the_archive_holds_every_request_under_concurrent_load(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = digits
+    create_service(
+        "busy",
+        {"champion": refs["strong"], "canary": refs["old"], "fallback": refs["base"]},
+        created_by="a",
+        reason="t",
+    )
+
+    async def ask(r: Rendezvous) -> list[str]:
+        answers = await asyncio.gather(
+            *(r.predict("busy", [X[i % 1797].tolist()]) for i in range(300))
+        )
+        return [a.request_id for a in answers]
+
+    ids = run(ask, transport=LocalTransport(max_in_flight=1000))
+    assert len(set(ids)) == 300
+    assert count_requests("busy") == 300
+    views = list_requests("busy", limit=300)
+    for view in views:  # under this burst some answers come from the fallback; all are archived
+        expected = {refs["strong"], refs["old"]} | ({refs["base"]} if view.fallback_used else set())
+        assert set(view.scores) == expected
+        assert view.scores[refs["strong"]].status == "ok" == view.scores[refs["old"]].status
+
+
+def test_no_answer_at_all_is_an_error_not_a_wrong_answer(refs: dict[str, str]) -> None:
+    def broken(X: np.ndarray) -> list[int]:
+        raise RuntimeError("the rule broke")
+
+    from inloop.serve import Heuristic
+
+    class Broken(Heuristic):
+        classes = tuple(range(10))
+
+        def rule(self, X: np.ndarray) -> Any:
+            raise RuntimeError("the rule broke")
+
+    ref = register(Broken(), name="broken-rule").ref
+    create_service(
+        "doomed",
+        {"champion": refs["crash"], "fallback": ref, "schedule": {"deadline_ms": 30}},
+        created_by="a",
+        reason="t",
+    )
+    with pytest.raises(NoAnswerError, match="the rule broke"):
+        run(lambda r: r.predict("doomed", [[0.0] * 64]))

@@ -1,0 +1,286 @@
+"""The serving API under /v1, through the real app: predict, feedback, promote, rollback, review.
+
+Runs on SQLite and PostgreSQL; the app's own rendezvous scores in process and
+its archive routes disagreements to a labeling project and fires webhooks.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sqlalchemy import Engine
+
+from inloop.label import create_project, get_items
+from inloop.serve import create_service, majority_class_from, register
+from inloop.serve.actions import list_deliveries
+from inloop.serve.archive import count_requests
+from inloop.serve.review import routed_items
+from inloop.web import create_app
+from inloop.web.auth import create_user
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+@pytest.fixture
+def models(engine: Engine, digits: tuple[np.ndarray, np.ndarray]) -> dict[str, str]:
+    X, y = digits
+    return {
+        "champion": register(
+            LogisticRegression(max_iter=500).fit(X[:1200], y[:1200]), name="digits", engine=engine
+        ).ref,
+        "challenger": register(
+            LogisticRegression(max_iter=500, C=0.05).fit(X[:300], y[:300]),
+            name="digits",
+            engine=engine,
+        ).ref,
+        "canary": register(
+            LogisticRegression(max_iter=200, C=0.01).fit(X[:40], y[:40]),
+            name="digits-old",
+            engine=engine,
+        ).ref,
+        "base": register(majority_class_from(y), name="base", engine=engine).ref,
+    }
+
+
+@pytest.fixture
+def app_client(engine: Engine) -> Iterator[TestClient]:
+    with TestClient(create_app(engine=engine, learners=False)) as client:
+        yield client
+
+
+def _auth(engine: Engine, name: str, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {create_user(name, role, engine=engine)}"}
+
+
+def test_predict_one_and_many_then_feedback(
+    engine: Engine,
+    models: dict[str, str],
+    digits: tuple[np.ndarray, np.ndarray],
+    app_client: TestClient,
+) -> None:
+    X, y = digits
+    create_service(
+        "digits",
+        {
+            "champion": models["champion"],
+            "challengers": [models["challenger"]],
+            "canary": models["canary"],
+            "fallback": models["base"],
+        },
+        created_by="ana",
+        reason="launch",
+        engine=engine,
+    )
+    app_user = _auth(engine, "app", "annotator")
+    one = app_client.post(
+        "/v1/services/digits/predict", json={"instance": X[1600].tolist()}, headers=app_user
+    )
+    assert one.status_code == 200, one.text
+    body = one.json()
+    assert body["model"] == models["champion"] and body["role"] == "champion"
+    assert body["fallback_used"] is False and body["revision"] == 1
+    assert body["prediction"] == int(y[1600]) and len(body["probabilities"]) == 10
+    assert body["classes"] == list(range(10)) and body["latency_ms"] > 0
+
+    many = app_client.post(
+        "/v1/services/digits/predict",
+        json={"instances": X[1601:1611].tolist()},
+        headers=app_user,
+    ).json()
+    assert len(many["predictions"]) == 10 and len(many["probabilities"]) == 10
+
+    fb = app_client.post(
+        "/v1/services/digits/feedback",
+        json={"request_id": many["request_id"], "labels": y[1601:1611].tolist()},
+        headers=app_user,
+    )
+    assert fb.status_code == 201, fb.text
+    correct = fb.json()["correct"]
+    assert set(correct) == {models["champion"], models["challenger"], models["canary"]}
+    assert correct[models["champion"]] == [
+        p == t for p, t in zip(many["predictions"], y[1601:1611].tolist(), strict=True)
+    ]
+
+    sci = _auth(engine, "sci", "scientist")
+    archived = app_client.get(
+        f"/v1/services/digits/requests/{body['request_id']}", headers=sci
+    ).json()
+    assert archived["inputs"] == [X[1600].tolist()]
+    assert set(archived["scores"]) == set(correct)
+    assert (
+        app_client.get(
+            f"/v1/services/digits/requests/{body['request_id']}", headers=app_user
+        ).status_code
+        == 403
+    )  # inputs are for reviewers and up
+
+
+def test_request_errors_say_what_is_accepted(
+    engine: Engine, models: dict[str, str], app_client: TestClient
+) -> None:
+    create_service(
+        "digits",
+        {"champion": models["champion"], "fallback": {"label": 0}},
+        created_by="a",
+        reason="t",
+        engine=engine,
+    )
+    user = _auth(engine, "app", "annotator")
+    post = app_client.post
+    assert post("/v1/services/digits/predict", json={"instance": [0.0] * 64}).status_code == 401
+    both = post(
+        "/v1/services/digits/predict",
+        json={"instance": [0.0] * 64, "instances": [[0.0] * 64]},
+        headers=user,
+    )
+    assert both.status_code == 422 and "exactly one of 'instance'" in both.json()["detail"]
+    short = post("/v1/services/digits/predict", json={"instance": [0.0] * 3}, headers=user)
+    assert short.status_code == 400 and "64 features" in short.json()["detail"]
+    missing = post("/v1/services/nope/predict", json={"instance": [0.0] * 64}, headers=user)
+    assert missing.status_code == 404 and "'digits'" in missing.json()["detail"]
+    unknown = post(
+        "/v1/services/digits/feedback", json={"request_id": "x" * 32, "label": 1}, headers=user
+    )
+    assert unknown.status_code == 404 and "no archived request" in unknown.json()["detail"]
+
+
+def test_promote_and_rollback_need_a_scientist_and_apply_at_once(
+    engine: Engine,
+    models: dict[str, str],
+    digits: tuple[np.ndarray, np.ndarray],
+    app_client: TestClient,
+) -> None:
+    X, _ = digits
+    create_service(
+        "digits",
+        {"champion": models["canary"], "fallback": models["base"]},
+        created_by="a",
+        reason="t",
+        engine=engine,
+    )
+    annotator, sci = _auth(engine, "ann", "annotator"), _auth(engine, "sci", "scientist")
+    ask = {"instance": X[5].tolist()}
+    before = app_client.post("/v1/services/digits/predict", json=ask, headers=annotator).json()
+    assert before["model"] == models["canary"]
+
+    refused = app_client.post(
+        "/v1/services/digits/promote",
+        json={"model": models["champion"], "reason": "better"},
+        headers=annotator,
+    )
+    assert refused.status_code == 403 and "scientist" in refused.json()["detail"]
+    promoted = app_client.post(
+        "/v1/services/digits/promote",
+        json={"model": models["champion"], "reason": "better on last week"},
+        headers=sci,
+    )
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["revision"] == 2 and promoted.json()["created_by"] == "sci"
+    after = app_client.post("/v1/services/digits/predict", json=ask, headers=annotator).json()
+    assert after["model"] == models["champion"] and after["revision"] == 2
+
+    back = app_client.post(
+        "/v1/services/digits/rollback", json={"reason": "p99 regressed"}, headers=sci
+    ).json()
+    assert back["revision"] == 3 and back["restored_revision"] == 1
+    again = app_client.post("/v1/services/digits/predict", json=ask, headers=annotator).json()
+    assert again["model"] == models["canary"] and again["revision"] == 3
+
+    shown = app_client.get("/v1/services/digits?history=true", headers=annotator).json()
+    assert [r["action"] for r in shown["history"]] == ["create", "promote", "rollback"]
+    assert shown["history"][1]["reason"] == "better on last week"
+    listed = app_client.get("/v1/services", headers=annotator).json()
+    assert [(s["name"], s["revision"]) for s in listed] == [("digits", 3)]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    bodies: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        type(self).bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_disagreements_go_to_review_and_matches_fire_webhooks(
+    engine: Engine,
+    models: dict[str, str],
+    digits: tuple[np.ndarray, np.ndarray],
+    app_client: TestClient,
+) -> None:
+    X, y = digits
+    create_project("digits-review", [str(c) for c in range(10)], engine=engine)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    _Receiver.bodies = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    create_service(
+        "digits",
+        {
+            "champion": models["champion"],
+            "canary": models["canary"],
+            "fallback": models["base"],
+            "review": {"project": "digits-review", "per_hour_budget": 5},
+            "actions": [
+                {"name": "sevens", "url": url, "when": {"label": 7, "min_probability": 0.8}}
+            ],
+        },
+        created_by="a",
+        reason="t",
+        engine=engine,
+    )
+    user = _auth(engine, "app", "annotator")
+    answers = [
+        app_client.post(
+            "/v1/services/digits/predict", json={"instance": X[i].tolist()}, headers=user
+        ).json()
+        for i in range(1400, 1460)
+    ]
+    rendezvous = app_client.app.state.rendezvous  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while count_requests("digits", engine=engine) < 60 and time.monotonic() < deadline:
+        rendezvous.archive.flush(1.0)
+
+    routed = routed_items("digits", engine=engine)
+    assert len(routed) == 5  # the budget, though the weak canary disagrees more often
+    assert all("digits-old@1 (canary) says" in r.reason for r in routed)
+    items = get_items("digits-review", engine=engine)
+    assert sorted(i.external_id for i in items) == sorted(
+        f"{r.request_id}-{r.position}" for r in routed
+    )
+    assert {i.source for i in items} == {"serving"}
+
+    sevens = [a for a in answers if a["prediction"] == 7 and max(a["probabilities"]) >= 0.8]
+    assert sevens, "the held-out digits hold confident sevens"
+    deadline = time.monotonic() + 10
+    while len(_Receiver.bodies) < len(sevens) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    server.shutdown()
+    assert sorted(b["request_id"] for b in _Receiver.bodies) == sorted(
+        a["request_id"] for a in sevens
+    )
+    delivered = list_deliveries("digits", engine=engine)
+    assert len(delivered) == len(sevens) and {d.status for d in delivered} == {"delivered"}
+    shown = app_client.get(
+        "/v1/services/digits/deliveries", headers=_auth(engine, "s", "scientist")
+    )
+    assert len(shown.json()) == len(sevens)
+    assert y[1400:1460].tolist().count(7) > 0
