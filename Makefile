@@ -30,9 +30,10 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$*]"
 	@touch $@
 
-demo: $(VENV)/.installed-examples ## Train digits classifiers in a flow, then label with active learning (simulated).
+demo: $(VENV)/.installed-examples ## Train digits classifiers in a flow, label with active learning (simulated), serve them.
 	INLOOP_HOME="$(INLOOP_HOME)" $(BIN)/python examples/digits_flow.py run
 	INLOOP_HOME="$(INLOOP_HOME)" $(BIN)/python examples/label_demo.py
+	INLOOP_HOME="$(INLOOP_HOME)" $(BIN)/python examples/serve_demo.py
 	@echo
 	@echo "The run is stored in $(INLOOP_HOME). Inspect it with:"
 	@echo "  export INLOOP_HOME=$(INLOOP_HOME)"

@@ -46,9 +46,11 @@ def register_models() -> dict[str, str]:
     from inloop.serve import majority_class_from, register
 
     run = Flow("DigitsFlow").latest_successful_run
-    if run is None:
+    if run is None or run.data is None:
         sys.exit("No successful DigitsFlow run: run `python examples/digits_flow.py run` first.")
     data = run.data
+    join = run["join"].task
+    assert join is not None
     trained = sorted(run["train"].tasks(), key=lambda t: -t.data.accuracy)
     canary = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     canary.fit(data.X_train[:150], data.y_train[:150])
@@ -60,7 +62,7 @@ def register_models() -> dict[str, str]:
             note="last quarter's model, trained on 150 images",
         ).ref,
         "champion": register(
-            run["join"].task["best_model"],
+            join["best_model"],
             name="digits",
             metrics={"accuracy": data.best_accuracy},
         ).ref,
@@ -144,7 +146,7 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     app_token, sci_token = token("demo-app", "annotator"), token("demo-scientist", "scientist")
     run = Flow("DigitsFlow").latest_successful_run
-    assert run is not None
+    assert run is not None and run.data is not None
     X_test, y_test = run.data.X_test, run.data.y_test
     answers = []
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {app_token}"}) as client:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,45 @@ def test_digits_flow_rejects_a_bad_config(inloop_home: Path) -> None:
     output = proc.stdout + proc.stderr
     assert "forest" in output
     assert "logreg, svc" in output
+
+
+@pytest.mark.slow
+def test_serve_demo_serves_the_flows_models_promotes_and_rolls_back(inloop_home: Path) -> None:
+    flow = run_example(
+        "digits_flow.py", "--configs", json.dumps(SMALL_CONFIGS), "--max-workers", "2"
+    )
+    assert flow.returncode == 0, flow.stderr
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "serve_demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=EXAMPLES.parent,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+
+    from inloop import Flow
+    from inloop.label import get_items
+    from inloop.serve import count_requests, current_policy, get_version, policy_history
+    from inloop.serve.review import routed_items
+
+    # Every held-out digit was served and archived, plus the two after the policy changes.
+    n_test = len(Flow("DigitsFlow").latest_run.data.y_test)
+    assert count_requests("digits") == n_test + 2
+    actions = [(r.action, r.created_by) for r in policy_history("digits")]
+    assert actions == [
+        ("create", "demo"),
+        ("promote", "demo-scientist"),
+        ("rollback", "demo-scientist"),
+    ]
+    policy = current_policy("digits").policy
+    name, number = policy.champion.split("@")
+    champion = get_version(name, int(number))
+    assert champion.run_pathspec is not None and champion.run_pathspec.startswith("DigitsFlow/")
+    routed = routed_items("digits")
+    assert 0 < len(routed) <= 40
+    assert len(get_items("digits-review")) == len(routed)
+    assert f"{len(routed)} requests went to the labeling queue" in proc.stdout
+    assert f"the next answer came from {policy.challengers[0]}" in proc.stdout
+    assert f"the next answer came from {policy.champion}" in proc.stdout

@@ -1,4 +1,4 @@
-"""The rendezvous on SQLite and PostgreSQL: schedule, deadline, fallback, archive, policy changes."""
+"""The rendezvous on SQLite and PostgreSQL: schedule, deadline, fallback, archive, policies."""
 
 from __future__ import annotations
 
