@@ -56,11 +56,13 @@ lint: $(VENV)/.installed-dev ## Check the code: ruff check, ruff format --check,
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy examples benchmarks/flows.py benchmarks/_measure.py benchmarks/_common.py \
-		benchmarks/labeling.py
+		benchmarks/labeling.py benchmarks/serving.py benchmarks/_serving_apps.py \
+		benchmarks/_serving_load.py benchmarks/_serving_models.py
 
 bench: $(VENV)/.installed-dev ## Run the benchmarks, print tables, write benchmarks/results/*.json.
 	$(BIN)/python benchmarks/flows.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/labeling.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/serving.py $(BENCH_ARGS)
 
 clean: ## Remove caches, build output, demo runs and benchmark scratch (keeps .venv).
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .inloop benchmarks/.work

@@ -199,6 +199,8 @@ class Rendezvous:
         self.collect_s = collect_s
         self.policy_check_s = policy_check_s
         self._checked: dict[str, float] = {}
+        self._stale: set[str] = set()
+        self._refreshing: set[str] = set()
         self._live: dict[str, _Live] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._collecting: set[asyncio.Task[None]] = set()
@@ -209,9 +211,19 @@ class Rendezvous:
 
         return load(ref, engine=self.engine, artifacts=self._artifacts)
 
-    async def start(self) -> Rendezvous:
+    async def start(self, *, preload: bool = True) -> Rendezvous:
+        """Start the archive writer and (``preload``) load every service's models now,
+        so that no request pays for loading them."""
         self._closed = asyncio.get_running_loop().create_future()
         self.archive.start()
+        if preload:
+            from inloop.serve.policy import list_services
+
+            for service in await asyncio.to_thread(list_services, engine=self.engine):
+                try:
+                    await self.live(service.name)
+                except Exception:
+                    log.exception("service %s: could not load its policy", service.name)
         return self
 
     async def close(self, grace_s: float = 2.0) -> None:
@@ -266,32 +278,53 @@ class Rendezvous:
             return int(row[0]), int(row[1])
 
     def invalidate(self, service: str | None = None) -> None:
-        """Make the next request of ``service`` (or of every service) re-read its policy."""
+        """Make the next request of ``service`` (or of every service) re-read its policy first."""
         if service is None:
-            self._checked.clear()
+            self._stale.update(self._live)
         else:
-            self._checked.pop(service, None)
+            self._stale.add(service)
 
     async def live(self, service: str) -> _Live:
         """The service's current policy, loaded (models prepared) if it changed.
 
-        The newest revision is looked up at most every ``policy_check_s``
-        seconds per service (one small query), so a promotion or rollback made
-        anywhere applies within that time; :meth:`invalidate` applies one made
-        here at once.
+        A known policy is re-checked in the background at most every
+        ``policy_check_s`` seconds per service (one small query, off the event
+        loop), so a promotion or rollback made anywhere applies within about
+        that time; after :meth:`invalidate` the next request waits for the
+        check, so a change made here applies to it.
         """
         known = self._live.get(service)
-        now = time.monotonic()
-        if known is not None and now - self._checked.get(service, -1e9) < self.policy_check_s:
+        if known is not None and service not in self._stale:
+            now = time.monotonic()
+            if now - self._checked.get(service, -1e9) >= self.policy_check_s:
+                self._checked[service] = now
+                if service not in self._refreshing:
+                    self._refreshing.add(service)
+                    self._track(self._refresh(service))
             return known
-        service_id, revision = self._current_revision(service, known)
-        self._checked[service] = now
+        self._stale.discard(service)
+        self._checked[service] = time.monotonic()
+        return await self._reload(service)
+
+    async def _refresh(self, service: str) -> None:
+        try:
+            await self._reload(service)
+        except Exception:
+            # The served policy stays as it was; the next check tries again.
+            log.exception("service %s: checking for a new policy failed", service)
+        finally:
+            self._refreshing.discard(service)
+
+    async def _reload(self, service: str) -> _Live:
+        """Look up the newest revision (in a thread); load it if it is not the one served."""
+        known = self._live.get(service)
+        service_id, revision = await asyncio.to_thread(self._current_revision, service, known)
         if known is not None and known.revision == revision and known.service_id == service_id:
             return known
         lock = self._locks.setdefault(service, asyncio.Lock())
         async with lock:
             known = self._live.get(service)
-            if known is not None and known.revision >= revision:
+            if known is not None and known.revision >= revision and known.service_id == service_id:
                 return known
             loaded = await self._load_policy(service, service_id)
             self._live[service] = loaded

@@ -256,7 +256,7 @@ class LocalTransport:
         *,
         loader: Callable[[str], LoadedModel] | None = None,
         threads_per_model: int = 2,
-        max_in_flight: int = 8,
+        max_in_flight: int = 32,
         head_start_ms: float = 5.0,
     ) -> None:
         if threads_per_model < 1 or max_in_flight < threads_per_model:

@@ -1,0 +1,237 @@
+"""The load generator of ``benchmarks/serving.py``: open and closed loops over keep-alive HTTP/1.1.
+
+It runs in its own process (``python benchmarks/_serving_load.py SPEC.json
+OUT.json``) so that it does not share the server's interpreter. SPEC holds
+``url`` (the predict URL), ``body`` (JSON), ``headers``, ``mode``
+(``"open"`` or ``"closed"``), ``client`` (``"raw"`` or ``"httpx"``) and:
+
+- open loop: ``rate`` (requests/s) and ``duration`` (s). Request ``i`` is due
+  at ``start + i / rate`` whatever the answers do, and its latency runs from
+  that due time (not from when it was actually sent), so a stalled server
+  cannot hide its stall by slowing the sender (coordinated omission).
+  Connections are reused when idle and opened when none is (up to
+  ``max_connections``);
+- closed loop: ``connections`` loops, each sending its next request when the
+  previous one is answered, for ``duration`` s after ``warmup`` s.
+
+The raw client writes one precomputed request and reads the response by its
+``Content-Length`` on asyncio streams: far less CPU per request than httpx,
+whose overhead would otherwise cap the load on a 2-core machine (the
+benchmark measures both on the floor app). OUT gets one row per request:
+``[due_s, latency_ms or None, status, role, fallback_used, request_id,
+server_latency_ms]`` (the last is the ``latency_ms`` the server reported).
+
+>>> _request_bytes("http://127.0.0.1:8000/v1/x", b"{}", {"A": "b"}).split(b"\\r\\n")[:2]
+[b'POST /v1/x HTTP/1.1', b'Host: 127.0.0.1:8000']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+#: A row per request: due time (s), latency (ms), HTTP status, role, fallback, id, server ms.
+Row = list[Any]
+#: Give up on one request after this long (counted as lost, status 0).
+REQUEST_TIMEOUT_S = 10.0
+
+
+def _request_bytes(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    parts = urlsplit(url)
+    lines = [
+        f"POST {parts.path} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class _RawConnection:
+    """One keep-alive HTTP/1.1 connection; one request at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, url: str) -> _RawConnection:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        return cls(reader, writer)
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+                break
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _row(due: float, latency_ms: float | None, status: int, body: bytes) -> Row:
+    role = fallback = request_id = server_ms = None
+    if status == 200:
+        try:
+            answer = json.loads(body)
+            role, fallback = answer.get("role"), answer.get("fallback_used")
+            request_id, server_ms = answer.get("request_id"), answer.get("latency_ms")
+        except ValueError:
+            pass
+    return [round(due, 6), latency_ms, status, role, fallback, request_id, server_ms]
+
+
+def _now() -> float:
+    # Not loop.time(): uvloop's clock ticks in whole milliseconds.
+    return time.perf_counter()
+
+
+class _Pool:
+    """Idle keep-alive connections, opened on demand up to ``limit``."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.url = spec["url"]
+        self.body = json.dumps(spec["body"]).encode()
+        self.headers = dict(spec.get("headers", {}))
+        self.request = _request_bytes(self.url, self.body, self.headers)
+        self.limit = int(spec.get("max_connections", 512))
+        self.kind = spec.get("client", "raw")
+        self.idle: list[_RawConnection] = []
+        self.opened = 0
+        self.freed = asyncio.Condition()
+        self.httpx: Any = None
+        if self.kind == "httpx":
+            import httpx
+
+            self.httpx = httpx.AsyncClient(
+                limits=httpx.Limits(
+                    max_connections=self.limit, max_keepalive_connections=self.limit
+                ),
+                timeout=REQUEST_TIMEOUT_S,
+            )
+
+    async def send(self) -> tuple[int, bytes]:
+        if self.httpx is not None:
+            response = await self.httpx.post(
+                self.url,
+                content=self.body,
+                headers={"content-type": "application/json", **self.headers},
+            )
+            return response.status_code, response.content
+        conn = await self._take()
+        try:
+            result = await conn.send(self.request)
+        except BaseException:
+            conn.close()
+            self.opened -= 1
+            raise
+        self.idle.append(conn)
+        return result
+
+    async def _take(self) -> _RawConnection:
+        if self.idle:
+            return self.idle.pop()
+        if self.opened < self.limit:
+            self.opened += 1
+            try:
+                return await _RawConnection.open(self.url)
+            except BaseException:
+                self.opened -= 1
+                raise
+        while not self.idle:
+            await asyncio.sleep(0.0005)  # at the connection limit: the wait counts as latency
+        return self.idle.pop()
+
+    async def close(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        if self.httpx is not None:
+            await self.httpx.aclose()
+
+
+async def _timed(pool: _Pool, due: float, t0: float) -> Row:
+    try:
+        status, body = await asyncio.wait_for(pool.send(), REQUEST_TIMEOUT_S)
+    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+        return _row(due - t0, None, 0, b"")
+    return _row(due - t0, (_now() - due) * 1000.0, status, body)
+
+
+async def open_loop(spec: dict[str, Any]) -> dict[str, Any]:
+    """Send ``rate`` requests/s for ``duration`` s on schedule; latency from each due time."""
+    pool = _Pool(spec)
+    rate, n = float(spec["rate"]), int(float(spec["rate"]) * float(spec["duration"]))
+    t0 = _now() + 0.05
+    tasks: list[asyncio.Task[Row]] = []
+    lag_ms = 0.0
+    i = 0
+    while i < n:
+        now = _now()
+        due = t0 + i / rate
+        if due > now:
+            await asyncio.sleep(due - now)
+            continue
+        lag_ms = max(lag_ms, (now - due) * 1000.0)
+        while i < n and t0 + i / rate <= now:  # everything due by now, each at its due time
+            tasks.append(asyncio.create_task(_timed(pool, t0 + i / rate, t0)))
+            i += 1
+    rows = list(await asyncio.gather(*tasks))
+    await pool.close()
+    return {"rows": rows, "max_send_lag_ms": round(lag_ms, 3), "connections": pool.opened}
+
+
+async def closed_loop(spec: dict[str, Any]) -> dict[str, Any]:
+    """``connections`` loops back to back; rows for the ``duration`` after ``warmup``."""
+    pool = _Pool({**spec, "max_connections": int(spec["connections"])})
+    t0 = _now()
+    start, end = (
+        t0 + float(spec.get("warmup", 1.0)),
+        t0 + float(spec.get("warmup", 1.0)) + float(spec["duration"]),
+    )
+    rows: list[Row] = []
+
+    async def one_connection() -> None:
+        while (now := _now()) < end:
+            row = await _timed(pool, now, t0)
+            if now >= start:
+                rows.append(row)
+
+    await asyncio.gather(*(one_connection() for _ in range(int(spec["connections"]))))
+    elapsed = _now() - start
+    await pool.close()
+    return {"rows": rows, "seconds": round(elapsed, 3), "connections": pool.opened}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    with open(argv[0]) as f:
+        spec = json.load(f)
+    try:
+        import uvloop
+
+        run: Any = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    started = time.perf_counter()
+    result = run(open_loop(spec) if spec["mode"] == "open" else closed_loop(spec))
+    result["wall_s"] = round(time.perf_counter() - started, 3)
+    with open(argv[1], "w") as f:
+        json.dump(result, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
