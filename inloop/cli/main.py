@@ -207,3 +207,7 @@ def main() -> None:
     except InloopError as exc:  # raised outside a command body, e.g. by settings
         _print_error(exc)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,373 @@
+"""The Redis Streams transport and the model worker, on the real Redis at 127.0.0.1:6379.
+
+Workers run as real processes (or, where only the behaviour of the loop
+matters, as a thread in the test process) against the test's database. Every
+test uses its own key prefix and deletes its keys afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import cloudpickle
+import numpy as np
+import pytest
+import redis
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+from inloop.serve.models import MajorityClass, ServeError
+from inloop.serve.policy import Policy, create_service, promote, set_policy
+from inloop.serve.registry import load, register
+from inloop.serve.scoring import Job, Score
+from inloop.serve.streams import RedisTransport, job_key
+from inloop.serve.worker import run_worker
+from inloop.settings import reset_settings
+
+URL = "redis://127.0.0.1:6379/0"
+
+_WORKER = """
+import logging, sys, threading
+from inloop.serve.worker import run_worker
+logging.basicConfig(level=logging.INFO)
+ready = threading.Event()
+def announce():
+    ready.wait()
+    print("ready", flush=True)
+threading.Thread(target=announce, daemon=True).start()
+run_worker(sys.argv[1], url=sys.argv[2], prefix=sys.argv[3], claim_idle_ms=int(sys.argv[4]),
+           policy_check_s=0.2, consumer=sys.argv[5], ready=ready)
+"""
+
+
+@pytest.fixture
+def prefix(missing_service: Callable[[str], NoReturn]) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    client = redis.Redis.from_url(URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        missing_service(f"no Redis at {URL}: {exc}")
+    value = f"inloop-test:{uuid.uuid4().hex[:10]}"
+    try:
+        yield value
+    finally:
+        keys = list(client.scan_iter(f"{value}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+class Workers:
+    """Worker processes on the test's database (the environment carries INLOOP_HOME/DB_URL)."""
+
+    def __init__(self, service: str, prefix: str) -> None:
+        self.service, self.prefix = service, prefix
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, consumer: str, claim_idle_ms: int = 1000) -> subprocess.Popen[str]:
+        args = [self.service, URL, self.prefix, str(claim_idle_ms), consumer]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=dict(os.environ),
+        )
+        self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def wait_ready(proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", f"worker exited with {proc.wait()} before it was ready"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+@pytest.fixture
+def workers(prefix: str) -> Iterator[Callable[[str], Workers]]:
+    made: list[Workers] = []
+
+    def make(service: str) -> Workers:
+        made.append(Workers(service, prefix))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.stop()
+
+
+class InProcessWorker:
+    """run_worker in a thread of the test process, stopped at the end of the test."""
+
+    def __init__(self, service: str, prefix: str, **options: Any) -> None:
+        self.stop, self.ready = threading.Event(), threading.Event()
+        self.thread = threading.Thread(
+            target=run_worker,
+            args=(service,),
+            kwargs={
+                "url": URL,
+                "prefix": prefix,
+                "stop": self.stop,
+                "ready": self.ready,
+                **options,
+            },
+        )
+        self.thread.start()
+        assert self.ready.wait(20), "the worker did not get ready"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    X, y = load_digits(return_X_y=True)
+    return X, y
+
+
+def _gather(
+    transport: RedisTransport, jobs: list[Job], timeout: float = 10.0
+) -> list[dict[str, Score]]:
+    """Submit ``jobs`` and wait for every score (in the order of the jobs)."""
+
+    async def run() -> list[dict[str, Score]]:
+        results = []
+        for job in jobs:
+            futures = transport.submit(job)
+            results.append(futures)
+        out = []
+        for futures in results:
+            scores = await asyncio.wait_for(asyncio.gather(*futures.values()), timeout)
+            out.append(dict(zip(futures, scores, strict=True)))
+        return out
+
+    return asyncio.run(_with_transport(transport, jobs[0].service, jobs, run))
+
+
+async def _with_transport(
+    transport: RedisTransport, service: str, jobs: list[Job], body: Any
+) -> Any:
+    refs = sorted({ref for job in jobs for ref, _ in job.models})
+    await transport.prepare(service, 1, refs)
+    try:
+        return await body()
+    finally:
+        await transport.close()
+
+
+def test_round_trip_through_a_worker_process(
+    db_url: str, prefix: str, workers: Callable[[str], Workers]
+) -> None:
+    X, y = _digits()
+    lr = register(LogisticRegression(max_iter=300).fit(X[:1000], y[:1000]), name="digits").ref
+    base = register(MajorityClass(list(range(10)), np.bincount(y).tolist()), name="base").ref
+    create_service(
+        "digits",
+        Policy(champion=lr, challengers=[base], fallback={"label": 0}),
+        created_by="ana",
+        reason="launch",
+    )
+    pool = workers("digits")
+    Workers.wait_ready(pool.start("w1"))
+
+    transport = RedisTransport(URL, prefix=prefix)
+    rows = [X[1000 + 5 * i : 1005 + 5 * i].tolist() for i in range(20)]
+    models = ((lr, "champion"), (base, "challenger"))
+    jobs = [Job(f"r{i}", "digits", 1, models, rows[i]) for i in range(20)]
+    results = _gather(transport, jobs)
+
+    mine = {lr: load(lr), base: load(base)}
+    for job, scores in zip(jobs, results, strict=True):
+        assert set(scores) == {lr, base}
+        for ref, role in models:
+            score = scores[ref]
+            assert (score.status, score.model, score.role) == ("ok", ref, role)
+            assert score.predictions == mine[ref].predict(np.asarray(job.instances)).tolist()
+            assert np.allclose(score.probabilities, mine[ref].predict_proba(job.instances))
+    # The transport's reply stream is gone once it is closed.
+    client = redis.Redis.from_url(URL)
+    assert not client.exists(transport.reply_stream)
+    client.close()
+
+
+def _slow_labels(X: np.ndarray) -> list[int]:
+    time.sleep(0.005)  # slow enough that a killed worker still holds unanswered jobs
+    return [0] * len(X)
+
+
+def test_jobs_of_a_killed_worker_are_scored_by_another(
+    prefix: str, workers: Callable[[str], Workers]
+) -> None:
+    # Pickled by value: the worker processes cannot import this test module.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        slow = register(_slow_labels, name="slow", classes=[0, 1]).ref
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    base = register(MajorityClass([0, 1], [3, 1]), name="base").ref
+    create_service(
+        "svc",
+        Policy(champion=slow, challengers=[base], fallback={"label": 0}),
+        created_by="ana",
+        reason="launch",
+    )
+    pool = workers("svc")
+    doomed, survivor = pool.start("doomed", 300), pool.start("survivor", 300)
+    Workers.wait_ready(doomed)
+    Workers.wait_ready(survivor)
+    transport = RedisTransport(URL, prefix=prefix)
+    models = ((slow, "champion"), (base, "challenger"))
+    n = 240
+
+    async def load_then_kill() -> list[dict[str, Score]]:
+        pending = []
+        for i in range(n):
+            pending.append(transport.submit(Job(f"r{i}", "svc", 1, models, [[float(i)]])))
+            if i == n // 3:
+                doomed.send_signal(signal.SIGKILL)
+            await asyncio.sleep(0.003)
+        out = []
+        for futures in pending:
+            scores = await asyncio.wait_for(asyncio.gather(*futures.values()), 20)
+            out.append(dict(zip(futures, scores, strict=True)))
+        return out
+
+    results = asyncio.run(
+        _with_transport(transport, "svc", [Job("x", "svc", 1, models, [])], load_then_kill)
+    )
+    assert doomed.wait(5) == -signal.SIGKILL
+    assert len(results) == n
+    for scores in results:
+        assert {r: (s.status, s.role) for r, s in scores.items()} == {
+            slow: ("ok", "champion"),
+            base: ("ok", "challenger"),
+        }
+    # Nothing is left pending in either group: the dead consumer's jobs were claimed.
+    client = redis.Redis.from_url(URL)
+    for ref in (slow, base):
+        assert client.xpending(job_key(prefix, "svc"), ref)["pending"] == 0
+    client.close()
+
+
+def test_a_failing_model_gives_error_and_a_bad_input_invalid(prefix: str) -> None:
+    X, y = _digits()
+    lr = register(LogisticRegression(max_iter=300).fit(X, y), name="digits").ref
+
+    def broken(batch: np.ndarray) -> list[int]:
+        raise RuntimeError("the feature store is down")
+
+    bad = register(broken, name="broken", classes=[0, 1]).ref
+    create_service(
+        "svc",
+        Policy(champion=lr, challengers=[bad], fallback={"label": 0}),
+        created_by="ana",
+        reason="launch",
+    )
+    worker = InProcessWorker("svc", prefix)
+    try:
+        models = ((lr, "champion"), (bad, "challenger"))
+        jobs = [
+            Job("good", "svc", 1, models, X[:2].tolist()),
+            Job("short", "svc", 1, models, [[1.0, 2.0, 3.0]]),
+        ]
+        good, short = _gather(RedisTransport(URL, prefix=prefix), jobs)
+    finally:
+        worker.close()
+    assert good[lr].ok and good[bad].status == "error"
+    assert "RuntimeError: the feature store is down" in (good[bad].error or "")
+    assert short[lr].status == "invalid" and "64 features" in (short[lr].error or "")
+
+
+def test_the_worker_follows_a_policy_change_without_restart(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    v1 = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
+    v2 = register(MajorityClass(["a", "b"], [1, 3]), name="m").ref
+    create_service(
+        "svc", Policy(champion=v1, fallback={"label": "a"}), created_by="ana", reason="launch"
+    )
+    caplog.set_level(logging.INFO, logger="inloop.serve.worker")
+    worker = InProcessWorker("svc", prefix, policy_check_s=0.1)
+    try:
+        promote("svc", v2, by="ana", reason="better")
+        # As the rendezvous does on reloading a policy: prepare, then submit at once.
+        job = Job("r1", "svc", 2, ((v2, "champion"), (v1, "challenger")), [[0.0]])
+        [scores] = _gather(RedisTransport(URL, prefix=prefix), [job])
+        assert scores[v2].predictions == ["b"] and scores[v2].role == "champion"
+        assert scores[v1].predictions == ["a"] and scores[v1].role == "challenger"
+        set_policy("svc", Policy(champion=v2, fallback={"label": "a"}), by="ana", reason="drop")
+        deadline = time.monotonic() + 5
+        while f"{v1}: no longer in policy" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.close()
+    assert f"{v1}: no longer in policy revision 3; stopping" in caplog.text
+
+
+def test_a_job_redis_refuses_gets_error_scores_and_late_replies_are_ignored(
+    prefix: str,
+) -> None:
+    transport = RedisTransport(URL, prefix=prefix)
+    client = redis.Redis.from_url(URL, decode_responses=True)
+
+    async def body() -> Score:
+        await transport.prepare("svc", 1, ["m@1"])
+        # A late score for a request nobody waits for any more is dropped.
+        client.xadd(transport.reply_stream, {"score": '{"request_id": "gone", "model": "m@1"}'})
+        # The requests key holds a string: XADD fails with WRONGTYPE.
+        client.delete(job_key(prefix, "svc"))
+        client.set(job_key(prefix, "svc"), "not a stream")
+        futures = transport.submit(Job("r1", "svc", 1, (("m@1", "champion"),), [[0.0]]))
+        pending = transport.submit(Job("r2", "other", 1, (("m@2", "canary"),), [[0.0]]))
+        first = await asyncio.wait_for(futures["m@1"], 5)
+        # With no worker for 'other', its future stays pending (the caller times it out).
+        done, _ = await asyncio.wait(pending.values(), timeout=0.3)
+        assert not done
+        await transport.close()
+        return first
+
+    score = asyncio.run(body())
+    client.close()
+    assert (score.status, score.role) == ("error", "champion")
+    assert "redis" in (score.error or "") and "WRONGTYPE" in (score.error or "")
+
+
+def test_no_or_unreachable_redis_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ServeError, match="INLOOP_STREAM_URL"):
+        RedisTransport()
+    with pytest.raises(
+        ServeError,
+        match=r"Cannot reach Redis at redis://127\.0\.0\.1:1 .*"
+        "INLOOP_STREAM_URL",
+    ):
+        RedisTransport("redis://127.0.0.1:1")
+    monkeypatch.setenv("INLOOP_STREAM_URL", "redis://:secret@127.0.0.1:1/0")
+    reset_settings()
+    with pytest.raises(ServeError) as info:
+        RedisTransport()
+    assert "secret" not in str(info.value) and "redis://:***@127.0.0.1:1/0" in str(info.value)
+    with pytest.raises(ServeError, match="redis://"):
+        RedisTransport("http://127.0.0.1:6379")
+    with pytest.raises(ServeError, match="INLOOP_STREAM_URL"):
+        run_worker("svc", url="redis://127.0.0.1:1")
