@@ -30,3 +30,18 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": cpu_model,
         "memory_bytes": mem_total,
     }
+
+
+def pass_flags(result: Any) -> list[bool]:
+    """Every pass flag in a nested benchmark result (values of keys 'pass' or 'passed')."""
+    flags: list[bool] = []
+    if isinstance(result, dict):
+        for key, value in result.items():
+            if key in ("pass", "passed") and isinstance(value, bool):
+                flags.append(value)
+            else:
+                flags.extend(pass_flags(value))
+    elif isinstance(result, list):
+        for value in result:
+            flags.extend(pass_flags(value))
+    return flags

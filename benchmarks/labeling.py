@@ -27,27 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import machine_info
+from _common import machine_info, pass_flags
 from rich.console import Console
 
 HERE = Path(__file__).resolve().parent
 RESULTS_PATH = HERE / "results" / "labeling.json"
 PARTS = ("al", "consensus", "audit", "queue", "rest")
-
-
-def _passed(result: Any) -> list[bool]:
-    """Every pass flag found in a part's result (keys named 'pass' or 'passed')."""
-    flags: list[bool] = []
-    if isinstance(result, dict):
-        for key, value in result.items():
-            if key in ("pass", "passed") and isinstance(value, bool):
-                flags.append(value)
-            else:
-                flags.extend(_passed(value))
-    elif isinstance(result, list):
-        for value in result:
-            flags.extend(_passed(value))
-    return flags
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_PATH.write_text(json.dumps(report, indent=2, default=str) + "\n")
     console.print(f"Wrote {RESULTS_PATH.relative_to(HERE.parent)}")
-    flags = _passed(report["parts"])
+    flags = pass_flags(report["parts"])
     return 1 if args.strict and not all(flags) else 0
 
 

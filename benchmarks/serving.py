@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import machine_info
+from _common import machine_info, pass_flags
 from rich.console import Console
 from rich.table import Table
 
@@ -663,21 +663,6 @@ def table(result: dict[str, Any]) -> Table:
     return out
 
 
-def _passed(result: Any) -> list[bool]:
-    """Every pass flag found in the result (keys named 'pass')."""
-    flags: list[bool] = []
-    if isinstance(result, dict):
-        for key, value in result.items():
-            if key == "pass" and isinstance(value, bool):
-                flags.append(value)
-            else:
-                flags.extend(_passed(value))
-    elif isinstance(result, list):
-        for value in result:
-            flags.extend(_passed(value))
-    return flags
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs, for a smoke test")
@@ -713,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
     RESULTS_PATH.write_text(json.dumps(report, indent=2, default=str) + "\n")
     console.print(f"Wrote {RESULTS_PATH.relative_to(HERE.parent)} in {report['seconds']} s")
-    flags = _passed(report["cases"])
+    flags = pass_flags(report["cases"])
     return 1 if args.strict and not all(flags) else 0
 
 

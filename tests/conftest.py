@@ -5,6 +5,7 @@
 - ``postgres_url``: a PostgreSQL URL whose connections live in a schema of
   their own, emptied before each test.
 - ``db_url``: each test once on SQLite and once on PostgreSQL.
+- ``redis_client``: a client of the Redis at ``REDIS_URL``.
 
 A test needing a service that is missing skips with the reason, or fails when
 ``INLOOP_REQUIRE_SERVICES=1`` (CI).
@@ -25,6 +26,7 @@ import pytest
 from inloop.settings import reset_settings
 from inloop.store.db import dispose_engines
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 PG_DATABASE = "test"
@@ -221,3 +223,22 @@ def moto_s3_endpoint() -> Iterator[str]:
             yield endpoint
         finally:
             server.stop()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[Any]:
+    """A redis-py client of the Redis at ``REDIS_URL`` (skip, or fail in CI, without one)."""
+    try:
+        import redis
+    except ImportError as exc:
+        missing_service(f"Redis tests need redis-py (pip install inloop[redis]): {exc}")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        missing_service(f"no Redis at {REDIS_URL}: {exc}")
+    try:
+        yield client
+    finally:
+        client.close()

@@ -7,8 +7,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from typing import NoReturn
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -37,14 +36,8 @@ def _app() -> typer.Typer:
 
 
 @pytest.fixture
-def service(missing_service: Callable[[str], NoReturn]) -> Iterator[str]:
+def service(redis_client: redis.Redis) -> Iterator[str]:
     """A service of its own (so its stream key is unique), deleted from Redis afterwards."""
-    client = redis.Redis.from_url(URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        missing_service(f"no Redis at {URL}: {exc}")
     name = f"cli-{uuid.uuid4().hex[:10]}"
     champion = register(MajorityClass(["a", "b"], [1, 3]), name="m").ref
     challenger = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
@@ -57,8 +50,7 @@ def service(missing_service: Callable[[str], NoReturn]) -> Iterator[str]:
     try:
         yield name
     finally:
-        client.delete(f"inloop:serve:{name}:requests")
-        client.close()
+        redis_client.delete(f"inloop:serve:{name}:requests")
 
 
 def test_without_a_stream_url_it_says_how_to_give_one() -> None:

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 import cloudpickle
 import numpy as np
@@ -51,22 +51,15 @@ run_worker(sys.argv[1], url=sys.argv[2], prefix=sys.argv[3], claim_idle_ms=int(s
 
 
 @pytest.fixture
-def prefix(missing_service: Callable[[str], NoReturn]) -> Iterator[str]:
+def prefix(redis_client: redis.Redis) -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
-    client = redis.Redis.from_url(URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        missing_service(f"no Redis at {URL}: {exc}")
     value = f"inloop-test:{uuid.uuid4().hex[:10]}"
     try:
         yield value
     finally:
-        keys = list(client.scan_iter(f"{value}:*"))
+        keys = list(redis_client.scan_iter(f"{value}:*"))
         if keys:
-            client.delete(*keys)
-        client.close()
+            redis_client.delete(*keys)
 
 
 class Workers:
