@@ -22,6 +22,7 @@ import socket
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -149,6 +150,7 @@ def main() -> int:
     assert run is not None and run.data is not None
     X_test, y_test = run.data.X_test, run.data.y_test
     answers = []
+    sent_from = datetime.now(UTC)  # the archive window of this demo's requests
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {app_token}"}) as client:
         for x in X_test:
             answer = client.post(f"/v1/services/{SERVICE}/predict", json={"instance": x.tolist()})
@@ -184,7 +186,7 @@ def main() -> int:
         evaluation = Table(title="Every model on the same requests (feedback = true labels)")
         for column in ("model", "role", "labeled", "accuracy"):
             evaluation.add_column(column)
-        for row in evaluate(SERVICE, since=_since(answers)):
+        for row in evaluate(SERVICE, since=sent_from):
             evaluation.add_row(
                 row.model, ", ".join(row.roles), str(row.n_labeled), f"{row.accuracy:.3f}"
             )
@@ -206,7 +208,7 @@ def main() -> int:
         for item in mine[:3]:
             console.print(f"  item {item.item_id}: {item.reason}")
 
-        report = replay(SERVICE, refs["challenger"], since=_since(answers))
+        report = replay(SERVICE, refs["challenger"], since=sent_from)
         console.print(
             f"Replay of {refs['challenger']} on the archived inputs: agrees with the champion "
             f"on {report.agreement:.1%} of {report.n_instances} digits."
@@ -249,16 +251,6 @@ def main() -> int:
         f"  inloop server   # then label the disagreements at /projects/{REVIEW_PROJECT}/label"
     )
     return 0
-
-
-def _since(answers: list[dict[str, Any]]) -> Any:
-    """The archive window of this demo's requests: a little before the first."""
-    from datetime import timedelta
-
-    from inloop.serve import get_request
-
-    first = get_request(SERVICE, answers[0]["request_id"])
-    return first.received_at - timedelta(seconds=1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -44,13 +44,10 @@ def _who(token: str | None, action: str) -> User:
     database has no users at all (no ``inloop server`` has started yet), the
     login name is trusted.
     """
-    from sqlalchemy import func, select
-
     from inloop.flow.user import get_username
     from inloop.serve.models import ServeError
     from inloop.store.db import get_engine
-    from inloop.web.auth import User, authenticate, get_user
-    from inloop.web.tables import web_users
+    from inloop.web.auth import User, authenticate, get_user, has_users
 
     engine = get_engine()
     token = token or os.environ.get("INLOOP_TOKEN")
@@ -63,9 +60,7 @@ def _who(token: str | None, action: str) -> User:
             )
     else:
         name = get_username()
-        with engine.connect() as conn:
-            n_users = conn.execute(select(func.count()).select_from(web_users)).scalar_one()
-        if n_users == 0:
+        if not has_users(engine=engine):
             return User(name, "admin")
         found = get_user(name, engine=engine)
         if found is None:
@@ -140,19 +135,7 @@ def show(
     with _cli().user_errors():
         history = policy_history(service)
     if as_json:
-        out: list[dict[str, Any]] = [
-            {
-                "revision": r.revision,
-                "action": r.action,
-                "created_at": r.created_at.isoformat(),
-                "created_by": r.created_by,
-                "reason": r.reason,
-                "previous_revision": r.previous_revision,
-                "restored_revision": r.restored_revision,
-                "policy": r.policy.model_dump(mode="json"),
-            }
-            for r in history
-        ]
+        out = [r.to_dict() for r in history]
         typer.echo(json.dumps(out, indent=2))
         return
     table = Table("rev", "action", "when", "by", "reason", "policy", title=service)

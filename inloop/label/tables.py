@@ -44,7 +44,6 @@ Tables:
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     Column,
     Float,
@@ -57,7 +56,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from inloop.store.tables import UTCDateTime, metadata
+from inloop.store.tables import UTCDateTime, json_type, metadata
 
 __all__ = [
     "ASSIGNMENT_STATES",
@@ -91,23 +90,19 @@ REVIEW_STATES = ("open", "decided", "superseded")
 REVIEW_DECISIONS = ("keep", "change")
 
 
-def _json() -> JSON:
-    return JSON(none_as_null=True)
-
-
 label_projects = Table(
     "label_projects",
     metadata,
     Column("project_id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False),
     Column("task_type", String(32), nullable=False),
-    Column("classes", _json(), nullable=False),
+    Column("classes", json_type(), nullable=False),
     Column("instructions", Text, nullable=False),
     Column("overlap", Integer, nullable=False),
     Column("lease_seconds", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(255), nullable=False),
-    Column("settings", _json(), nullable=False),
+    Column("settings", json_type(), nullable=False),
     UniqueConstraint("name", name="uq_label_projects_name"),
     sqlite_autoincrement=True,
 )
@@ -119,7 +114,7 @@ label_items = Table(
     Column("project_id", Integer, nullable=False),
     Column("external_id", String(255), nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("payload", _json(), nullable=True),
+    Column("payload", json_type(), nullable=True),
     Column("payload_key", String(64), nullable=True),
     Column("source", String(32), nullable=False),
     Column("priority", Float, nullable=False),
@@ -156,7 +151,7 @@ label_annotations = Table(
     Column("origin", String(16), nullable=False),
     Column("reason", Text, nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
-    Column("labels", _json(), nullable=True),
+    Column("labels", json_type(), nullable=True),
     ForeignKeyConstraint(
         ["item_id"], ["label_items.item_id"], name="fk_label_annotations_item", ondelete="CASCADE"
     ),
@@ -209,7 +204,7 @@ label_snapshots = Table(
     Column("as_of", UTCDateTime(), nullable=False),
     Column("last_annotation_id", Integer, nullable=True),
     Column("content_hash", String(64), nullable=False),
-    Column("artifact_keys", _json(), nullable=False),
+    Column("artifact_keys", json_type(), nullable=False),
     Column("n_items", Integer, nullable=False),
     Column("created_by", String(255), nullable=False),
     UniqueConstraint("name", name="uq_label_snapshots_name"),

@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -305,34 +305,38 @@ def _service_id(conn: Any, service: str) -> int:
     return int(found)
 
 
-def _view(conn: Any, service: str, row: Mapping[Any, Any]) -> RequestView:
-    scores = {
-        s.model: Score.from_dict(s._mapping)
-        for s in conn.execute(
-            select(serve_scores).where(serve_scores.c.request_id == row["request_id"])
+def _views(conn: Any, service: str, rows: Sequence[Mapping[Any, Any]]) -> list[RequestView]:
+    """The requests of ``rows`` with their scores and newest feedback: three queries in all."""
+    ids = [row["request_id"] for row in rows]
+    scores: dict[str, dict[str, Score]] = {request_id: {} for request_id in ids}
+    feedback: dict[str, Feedback] = {}
+    if ids:
+        for s in conn.execute(select(serve_scores).where(serve_scores.c.request_id.in_(ids))):
+            scores[s.request_id][s.model] = Score.from_dict(s._mapping)
+        for fb in conn.execute(
+            select(serve_feedback)
+            .where(serve_feedback.c.request_id.in_(ids))
+            .order_by(serve_feedback.c.feedback_id)
+        ):
+            feedback[fb.request_id] = Feedback(fb.labels, fb.given_by, fb.given_at)  # newest wins
+    return [
+        RequestView(
+            request_id=row["request_id"],
+            service=service,
+            revision=row["revision"],
+            received_at=row["received_at"],
+            n_instances=row["n_instances"],
+            inputs=row["inputs"],
+            model=row["model"],
+            role=row["role"],
+            fallback_used=bool(row["fallback_used"]),
+            predictions=row["predictions"],
+            latency_ms=row["latency_ms"],
+            scores=scores[row["request_id"]],
+            feedback=feedback.get(row["request_id"]),
         )
-    }
-    fb = conn.execute(
-        select(serve_feedback)
-        .where(serve_feedback.c.request_id == row["request_id"])
-        .order_by(serve_feedback.c.feedback_id.desc())
-        .limit(1)
-    ).first()
-    return RequestView(
-        request_id=row["request_id"],
-        service=service,
-        revision=row["revision"],
-        received_at=row["received_at"],
-        n_instances=row["n_instances"],
-        inputs=row["inputs"],
-        model=row["model"],
-        role=row["role"],
-        fallback_used=bool(row["fallback_used"]),
-        predictions=row["predictions"],
-        latency_ms=row["latency_ms"],
-        scores=scores,
-        feedback=None if fb is None else Feedback(fb.labels, fb.given_by, fb.given_at),
-    )
+        for row in rows
+    ]
 
 
 def get_request(service: str, request_id: str, *, engine: Engine | None = None) -> RequestView:
@@ -351,7 +355,7 @@ def get_request(service: str, request_id: str, *, engine: Engine | None = None) 
                 "request_id a predict answer returned; requests are archived within a "
                 "second of their answer."
             )
-        return _view(conn, service, row._mapping)
+        return _views(conn, service, [row._mapping])[0]
 
 
 def list_requests(
@@ -373,7 +377,7 @@ def list_requests(
         if until is not None:
             query = query.where(serve_requests.c.received_at < until)
         rows = conn.execute(query.order_by(serve_requests.c.received_at.desc()).limit(limit)).all()
-        return [_view(conn, service, r._mapping) for r in rows]
+        return _views(conn, service, [r._mapping for r in rows])
 
 
 def count_requests(service: str, *, engine: Engine | None = None) -> int:
@@ -430,14 +434,15 @@ def add_feedback(
                 f"The labels {unknown[:5]!r} are not classes of the service's models; "
                 f"accepted: {classes!r}."
             )
+    given = Feedback(list(labels), by, datetime.now(UTC))
     with begin_write(eng) as conn:
         conn.execute(
             serve_feedback.insert(),
             {
                 "request_id": request_id,
-                "labels": list(labels),
-                "given_by": by,
-                "given_at": datetime.now(UTC),
+                "labels": given.labels,
+                "given_by": given.given_by,
+                "given_at": given.given_at,
             },
         )
-    return get_request(service, request_id, engine=eng)
+    return replace(view, feedback=given)

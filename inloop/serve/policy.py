@@ -360,6 +360,19 @@ class PolicyRevision:
     previous_revision: int | None
     restored_revision: int | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The revision as JSON values (the API's and ``inloop serve show --json``'s shape)."""
+        return {
+            "revision": self.revision,
+            "action": self.action,
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+            "reason": self.reason,
+            "previous_revision": self.previous_revision,
+            "restored_revision": self.restored_revision,
+            "policy": self.policy.model_dump(mode="json"),
+        }
+
 
 @dataclass(frozen=True)
 class Service:

@@ -375,12 +375,9 @@ class Rendezvous:
             instances=batch,
         )
         futures = self.transport.submit(job)
-        try:
-            chosen = await self._choose(live, futures, start)
-            answer_score = self._fallback(live, batch) if chosen is None else chosen
-        except BaseException:
-            self._track(self._collect(live, job, futures, received_at, None, start))
-            raise
+        # A refused or unanswerable request raises here: nothing is archived for it.
+        chosen = await self._choose(live, futures, start)
+        answer_score = self._fallback(live, batch) if chosen is None else chosen
         latency = (time.perf_counter() - start) * 1000.0
         answer = Answer(
             request_id=job.request_id,
@@ -394,7 +391,7 @@ class Rendezvous:
             classes=answer_score.classes,
             latency_ms=latency,
         )
-        self._track(self._collect(live, job, futures, received_at, (answer, answer_score), start))
+        self._track(self._collect(live, job, futures, received_at, answer, answer_score, start))
         return answer
 
     async def _choose(
@@ -481,7 +478,8 @@ class Rendezvous:
         job: Job,
         futures: dict[str, asyncio.Future[Score]],
         received_at: datetime,
-        answered: tuple[Answer, Score] | None,
+        answer: Answer,
+        answer_score: Score,
         start: float,
     ) -> None:
         """Wait for the remaining scores (up to ``collect_s``), then archive the request."""
@@ -493,9 +491,6 @@ class Rendezvous:
                 break
             pending.append(self._closed)
             await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-        if answered is None:
-            return  # rejected (bad input) or failed: nothing was answered, nothing to archive
-        answer, answer_score = answered
         roles = dict(job.models)
         scores = []
         for ref, future in futures.items():

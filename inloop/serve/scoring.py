@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -95,34 +95,13 @@ class Score:
 
     def to_dict(self) -> dict[str, Any]:
         """The score as JSON values (for streams and the archive)."""
-        return {
-            "model": self.model,
-            "role": self.role,
-            "status": self.status,
-            "predictions": self.predictions,
-            "probabilities": self.probabilities,
-            "classes": self.classes,
-            "latency_ms": self.latency_ms,
-            "error": self.error,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Score:
         """The inverse of :meth:`to_dict`."""
-        values: dict[str, Any] = {name: data.get(name) for name in _SCORE_FIELDS}
+        values: dict[str, Any] = {f.name: data.get(f.name) for f in fields(cls)}
         return cls(**values)
-
-
-_SCORE_FIELDS = (
-    "model",
-    "role",
-    "status",
-    "predictions",
-    "probabilities",
-    "classes",
-    "latency_ms",
-    "error",
-)
 
 
 def as_batch(instances: Sequence[Any]) -> np.ndarray:

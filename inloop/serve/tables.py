@@ -46,7 +46,6 @@ Tables:
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     Column,
     Float,
@@ -59,7 +58,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from inloop.store.tables import UTCDateTime, metadata
+from inloop.store.tables import UTCDateTime, json_type, metadata
 
 __all__ = [
     "DELIVERY_STATUSES",
@@ -84,10 +83,6 @@ POLICY_ACTIONS = ("create", "set", "promote", "rollback")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
-def _json() -> JSON:
-    return JSON(none_as_null=True)
-
-
 serve_models = Table(
     "serve_models",
     metadata,
@@ -108,13 +103,13 @@ serve_model_versions = Table(
     Column("version", Integer, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("artifact_key", String(64), nullable=False),
-    Column("classes", _json(), nullable=True),
-    Column("flavor", _json(), nullable=False),
+    Column("classes", json_type(), nullable=True),
+    Column("flavor", json_type(), nullable=False),
     Column("run_pathspec", String(1024), nullable=True),
     Column("task_pathspec", String(1024), nullable=True),
     Column("artifact_name", String(255), nullable=True),
     Column("snapshot_id", Integer, nullable=True),
-    Column("metrics", _json(), nullable=False),
+    Column("metrics", json_type(), nullable=False),
     Column("registered_by", String(255), nullable=False),
     Column("registered_at", UTCDateTime(), nullable=False),
     Column("note", Text, nullable=True),
@@ -147,7 +142,7 @@ serve_policies = Table(
     Column("service_id", Integer, nullable=False),
     Column("revision", Integer, nullable=False),
     Column("action", String(16), nullable=False),
-    Column("body", _json(), nullable=False),
+    Column("body", json_type(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("created_by", String(255), nullable=False),
     Column("reason", Text, nullable=False),
@@ -171,11 +166,11 @@ serve_requests = Table(
     Column("revision", Integer, nullable=False),
     Column("received_at", UTCDateTime(), nullable=False),
     Column("n_instances", Integer, nullable=False),
-    Column("inputs", _json(), nullable=True),
+    Column("inputs", json_type(), nullable=True),
     Column("model", String(300), nullable=True),
     Column("role", String(16), nullable=False),
     Column("fallback_used", Boolean, nullable=False),
-    Column("predictions", _json(), nullable=False),
+    Column("predictions", json_type(), nullable=False),
     Column("latency_ms", Float, nullable=False),
     ForeignKeyConstraint(
         ["service_id"],
@@ -193,9 +188,9 @@ serve_scores = Table(
     Column("model", String(300), primary_key=True),
     Column("role", String(16), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("predictions", _json(), nullable=True),
-    Column("probabilities", _json(), nullable=True),
-    Column("classes", _json(), nullable=True),
+    Column("predictions", json_type(), nullable=True),
+    Column("probabilities", json_type(), nullable=True),
+    Column("classes", json_type(), nullable=True),
     Column("latency_ms", Float, nullable=True),
     Column("error", Text, nullable=True),
     ForeignKeyConstraint(
@@ -211,7 +206,7 @@ serve_feedback = Table(
     metadata,
     Column("feedback_id", Integer, primary_key=True, autoincrement=True),
     Column("request_id", String(64), nullable=False),
-    Column("labels", _json(), nullable=False),
+    Column("labels", json_type(), nullable=False),
     Column("given_by", String(255), nullable=False),
     Column("given_at", UTCDateTime(), nullable=False),
     ForeignKeyConstraint(
@@ -251,7 +246,7 @@ serve_deliveries = Table(
     Column("service_id", Integer, nullable=False),
     Column("action", String(255), nullable=False),
     Column("url", Text, nullable=False),
-    Column("payload", _json(), nullable=False),
+    Column("payload", json_type(), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("response_status", Integer, nullable=True),

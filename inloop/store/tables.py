@@ -49,6 +49,7 @@ __all__ = [
     "TASK_STATUSES",
     "UTCDateTime",
     "artifacts",
+    "json_type",
     "metadata",
     "run_tags",
     "runs",
@@ -87,7 +88,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _json() -> JSON:
+def json_type() -> JSON:
+    """The JSON column type of inloop's tables: a Python None is SQL NULL."""
     # none_as_null: a Python None is SQL NULL, not the JSON text 'null'.
     return JSON(none_as_null=True)
 
@@ -105,7 +107,7 @@ runs = Table(
     Column("finished_at", UTCDateTime(), nullable=True),
     Column("heartbeat_at", UTCDateTime(), nullable=False),
     Column("origin_run_id", Integer, nullable=True),
-    Column("parameters", _json(), nullable=False),
+    Column("parameters", json_type(), nullable=False),
     Column("error", Text, nullable=True),
     Column("executor", String(255), nullable=False),
     Column("host", String(255), nullable=False),
@@ -135,15 +137,15 @@ tasks = Table(
     Column("step_name", String(255), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempt", Integer, nullable=False),
-    Column("foreach_stack", _json(), nullable=False),
-    Column("input_task_ids", _json(), nullable=False),
-    Column("transition", _json(), nullable=True),
+    Column("foreach_stack", json_type(), nullable=False),
+    Column("input_task_ids", json_type(), nullable=False),
+    Column("transition", json_type(), nullable=True),
     Column("started_at", UTCDateTime(), nullable=False),
     Column("finished_at", UTCDateTime(), nullable=True),
     Column("stdout_key", String(64), nullable=True),
     Column("stderr_key", String(64), nullable=True),
     Column("error", Text, nullable=True),
-    Column("cloned_from", _json(), nullable=True),
+    Column("cloned_from", json_type(), nullable=True),
     PrimaryKeyConstraint("run_id", "task_id", name="pk_tasks"),
     ForeignKeyConstraint(["run_id"], ["runs.run_id"], name="fk_tasks_run", ondelete="CASCADE"),
     Index("ix_tasks_run_step", "run_id", "step_name"),

@@ -123,12 +123,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         dispatcher.start()
         dispatcher.resume_pending()
         await rendezvous.start()
-    # What was loaded at start (libraries, models) lives as long as the server: keep it out of
-    # the garbage collector's full passes, which otherwise stall the event loop for 100+ ms.
-    gc.collect()
-    gc.freeze()
-    # Fewer, larger young-generation passes: each request leaves short-lived containers behind.
-    gc.set_threshold(20_000, 50, 1_000)
+        # What was loaded at start (libraries, models) lives as long as the server: keep it
+        # out of the garbage collector's full passes, which otherwise stall requests 100+ ms.
+        gc.collect()
+        gc.freeze()
+        # Fewer, larger young-generation passes: each request leaves short-lived containers.
+        gc.set_threshold(20_000, 50, 1_000)
     try:
         yield
     finally:

@@ -29,7 +29,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from inloop.errors import InloopError
@@ -52,6 +52,7 @@ __all__ = [
     "end_session",
     "ensure_admin",
     "get_user",
+    "has_users",
     "hash_secret",
     "optional_user",
     "request_engine",
@@ -228,15 +229,19 @@ def authenticate(token: str, *, engine: Engine | None = None) -> User | None:
     return User(row.name, row.role)
 
 
+def has_users(*, engine: Engine | None = None) -> bool:
+    """Whether the database has any user yet."""
+    with _engine(engine).connect() as conn:
+        return conn.execute(select(web_users.c.name).limit(1)).first() is not None
+
+
 def ensure_admin(*, engine: Engine | None = None) -> str | None:
     """On a database without users, create ``admin`` (role admin) and return its token.
 
     Returns None when any user exists already (the token was printed before).
     """
     engine = _engine(engine)
-    with engine.connect() as conn:
-        count = conn.execute(select(func.count()).select_from(web_users)).scalar_one()
-    if count:
+    if has_users(engine=engine):
         return None
     try:
         return create_user("admin", "admin", created_by="inloop server", engine=engine)

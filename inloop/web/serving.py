@@ -25,7 +25,6 @@ from starlette.concurrency import run_in_threadpool
 
 from inloop.serve.archive import RequestNotFoundError, RequestView, add_feedback, get_request
 from inloop.serve.policy import (
-    PolicyRevision,
     current_policy,
     list_services,
     policy_history,
@@ -98,6 +97,11 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _exactly_one(one: object, many: object, message: str) -> None:
+    if (one is None) == (many is None):
+        raise ValueError(message)
+
+
 class PredictRequest(_Body):
     """One instance (``instance``) or a batch (``instances``), exactly one of the two."""
 
@@ -106,11 +110,12 @@ class PredictRequest(_Body):
 
     @model_validator(mode="after")
     def _one(self) -> PredictRequest:
-        if (self.instance is None) == (self.instances is None):
-            raise ValueError(
-                "send exactly one of 'instance' (one instance, such as [0.1, 0.2]) and "
-                "'instances' (a batch, such as [[0.1, 0.2], [0.3, 0.4]])"
-            )
+        _exactly_one(
+            self.instance,
+            self.instances,
+            "send exactly one of 'instance' (one instance, such as [0.1, 0.2]) and "
+            "'instances' (a batch, such as [[0.1, 0.2], [0.3, 0.4]])",
+        )
         return self
 
 
@@ -123,11 +128,12 @@ class FeedbackRequest(_Body):
 
     @model_validator(mode="after")
     def _one(self) -> FeedbackRequest:
-        if (self.label is None) == (self.labels is None):
-            raise ValueError(
-                "send exactly one of 'label' (the true label of a one-instance request) and "
-                "'labels' (one per instance of a batch, in order)"
-            )
+        _exactly_one(
+            self.label,
+            self.labels,
+            "send exactly one of 'label' (the true label of a one-instance request) and "
+            "'labels' (one per instance of a batch, in order)",
+        )
         return self
 
 
@@ -232,19 +238,6 @@ async def get_archived(
     return _view_out(view, inputs=True)
 
 
-def _revision_out(rev: PolicyRevision) -> dict[str, Any]:
-    return {
-        "revision": rev.revision,
-        "action": rev.action,
-        "created_at": rev.created_at.isoformat(),
-        "created_by": rev.created_by,
-        "reason": rev.reason,
-        "previous_revision": rev.previous_revision,
-        "restored_revision": rev.restored_revision,
-        "policy": rev.policy.model_dump(mode="json"),
-    }
-
-
 @router.get("/services")
 async def get_services(caller: Caller, rendezvous: RendezvousDep) -> list[dict[str, Any]]:
     """Every service with its current revision and champion."""
@@ -272,10 +265,10 @@ async def get_service(
     """The service's current policy revision (and, with ``history=true``, every revision)."""
     engine = rendezvous.engine
     current = await run_in_threadpool(current_policy, name, engine=engine)
-    out: dict[str, Any] = {"name": name, **_revision_out(current)}
+    out: dict[str, Any] = {"name": name, **current.to_dict()}
     if history:
         revisions = await run_in_threadpool(policy_history, name, engine=engine)
-        out["history"] = [_revision_out(r) for r in revisions]
+        out["history"] = [r.to_dict() for r in revisions]
     return out
 
 
@@ -294,7 +287,7 @@ async def post_promote(
         engine=rendezvous.engine,
     )
     rendezvous.invalidate(name)
-    return {"name": name, **_revision_out(rev)}
+    return {"name": name, **rev.to_dict()}
 
 
 @router.post("/services/{name}/rollback")
@@ -311,7 +304,7 @@ async def post_rollback(
         engine=rendezvous.engine,
     )
     rendezvous.invalidate(name)
-    return {"name": name, **_revision_out(rev)}
+    return {"name": name, **rev.to_dict()}
 
 
 @router.get("/services/{name}/deliveries")
