@@ -243,8 +243,9 @@ def _label_until_empty(
         deadline = time.monotonic() + 60
         for lease in leases:
             # Some skips, but each item by one worker at most, so that it can still get
-            # its labels from the others.
-            if lease.item_id % skip_every == seed % skip_every and rng.random() < 0.5:
+            # its labels from the others. No coin flip here: with one, a run could end
+            # with no skip at all (about 1 in 150 runs), which the outcome check rejects.
+            if lease.item_id % skip_every == seed % skip_every:
                 annotate(project, lease.item_id, who, None, engine=engine)  # skip
                 answered.append((lease.item_id, "skip"))
             else:
