@@ -10,7 +10,8 @@ File rows are dicts (CSV columns or JSON objects):
 - ``external_id`` or ``id``: the item's id (default: the row number);
 - ``text``, ``image`` (or ``url``) or ``features``: the payload; a CSV row with
   none of these uses its other columns, as numbers, as the features;
-- ``label`` (optional; empty means unlabeled) and ``priority`` (optional).
+- ``label`` (optional; empty means unlabeled), ``priority`` and ``note``
+  (optional; text shown to labelers beside the item, empty means none).
 
 In a ``multi_label`` project a label is a set of classes: a JSON list in
 JSONL (``[]``: none apply), classes joined with ``|`` in CSV (``"a|b"``; an
@@ -191,6 +192,10 @@ def _item_from_file_row(row: dict[str, Any], index: int, where: str) -> tuple[di
                 ) from None
     if "source" in fields:
         item["source"] = fields.pop("source")
+    if "note" in fields:
+        note = fields.pop("note")
+        if note not in ("", None):
+            item["note"] = note
     present = [name for name in _PAYLOAD_FIELDS if name in fields]
     if present == ["payload"]:
         item["payload"] = fields.pop("payload")
@@ -227,7 +232,7 @@ def _item_from_file_row(row: dict[str, Any], index: int, where: str) -> tuple[di
     if fields:
         raise LabelError(
             f"Row {index} of {where} has unexpected fields {sorted(fields)}. Accepted: id or "
-            f"external_id, one of {list(_PAYLOAD_FIELDS)}, label, priority, source."
+            f"external_id, one of {list(_PAYLOAD_FIELDS)}, label, priority, source, note."
         )
     return item, label
 

@@ -5,7 +5,9 @@ or a row of features. Small payloads are stored as JSON in the row; payloads
 whose JSON passes 64 KiB go to the artifact store and the row keeps their key.
 ``external_id`` is the id the user knows the item by, unique in its project;
 ``source`` says where it came from (``import``, ``production``, ``audit``...);
-the queue hands out higher ``priority`` first.
+the queue hands out higher ``priority`` first. An optional ``note`` (free text,
+at most 1,000 characters) tells labelers why the item is in the queue; the
+labeling page shows it beside the item (review routing puts its reason there).
 
 >>> from inloop.store import get_engine
 >>> from inloop.label.projects import create_project
@@ -51,14 +53,17 @@ __all__ = ["Item", "ItemRef", "add_items", "get_item", "get_items", "item_payloa
 MAX_INLINE_PAYLOAD_BYTES = 64 * 1024
 _MAX_EXTERNAL_ID = 255
 _MAX_SOURCE = 32
+#: The longest ``note`` an item may carry, in characters.
+MAX_NOTE_CHARS = 1000
 _KEY = re.compile(r"[0-9a-f]{64}")
-_FIELDS = {"external_id", "kind", "payload", "payload_key", "source", "priority"}
+_FIELDS = {"external_id", "kind", "payload", "payload_key", "source", "priority", "note"}
 _SHORTHANDS = {"text": "text", "features": "features", "image": "image"}
 _ACCEPTED = (
     "Each item is a dict with 'external_id' and either 'kind' ('text', 'image' or 'features') "
     "with 'payload' (or 'payload_key', an artifact key), or one of the shorthands "
     "{'text': str}, {'image': url}, {'features': [numbers]}; optional 'source' (default "
-    "'import') and 'priority' (a finite number, default 0)."
+    "'import'), 'priority' (a finite number, default 0) and 'note' (text shown to labelers, "
+    f"at most {MAX_NOTE_CHARS} characters, default None)."
 )
 # Rows per INSERT: SQLite caps bound parameters per statement.
 _CHUNK = 900
@@ -71,7 +76,8 @@ class Item:
     ``payload`` is ``{"text": ...}``, ``{"url": ...}`` or ``{"features": [...]}``;
     it is None when the payload lives in the artifact store under ``payload_key``
     (read it with :func:`item_payload`). ``n_labels`` counts the annotators who
-    labeled it (skips excluded).
+    labeled it (skips excluded). ``note`` is the text shown to labelers beside
+    the item (why it is in the queue), or None.
     """
 
     item_id: int
@@ -84,6 +90,7 @@ class Item:
     priority: float
     n_labels: int
     created_at: datetime
+    note: str | None = None
 
 
 #: How functions accept an item: its id, the record, or (with a project) its external id.
@@ -185,6 +192,7 @@ def _normalize(
             f"{_MAX_SOURCE} characters such as 'import', 'production' or 'audit'."
         )
     priority = check_finite("priority", fields.get("priority", 0.0), f"item {external_id!r}")
+    note = _check_note(fields.get("note"), external_id)
     large = None
     if payload is not None:
         try:
@@ -206,8 +214,25 @@ def _normalize(
         "priority": priority,
         "n_labels": 0,
         "created_at": now,
+        "note": note,
     }
     return row, large
+
+
+def _check_note(note: object, external_id: str) -> str | None:
+    if note is None or (isinstance(note, str) and note.strip() and len(note) <= MAX_NOTE_CHARS):
+        return note
+    if isinstance(note, str) and note.strip():
+        got, fix = f"a string of {len(note)} characters", "Shorten it"
+    elif isinstance(note, str):
+        got, fix = repr(note), "Give some text"
+    else:
+        got, fix = f"{note!r:.80} ({type(note).__name__})", "Give it as a string"
+    raise LabelError(
+        f"Item {external_id!r} has note {got}: expected None or a non-blank string of at most "
+        f"{MAX_NOTE_CHARS} characters (shown to labelers: why the item is in the queue). "
+        f"{fix} or leave it out; nothing was added."
+    )
 
 
 def prepare_items(

@@ -17,7 +17,8 @@ Tables:
     came from and its queue ``priority`` (higher first). ``n_labels`` counts the
     annotators who gave it a label through the queue or ``annotate``: derived
     from ``label_annotations`` and kept on the row so that the queue can lock
-    and re-check one row per item.
+    and re-check one row per item. ``note`` (revision ``0010_item_note``) is
+    optional text shown to labelers beside the item: why it is in the queue.
 ``label_annotations``
     append-only events: a label (NULL for a skip) an annotator, a model, an
     import or a reviewer gave an item. A correction is a new event; the current
@@ -120,6 +121,7 @@ label_items = Table(
     Column("priority", Float, nullable=False),
     Column("n_labels", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("note", Text, nullable=True),
     UniqueConstraint("project_id", "external_id", name="uq_label_items_external_id"),
     ForeignKeyConstraint(
         ["project_id"],

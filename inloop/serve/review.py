@@ -8,7 +8,8 @@ the canary predicts another class. At most ``per_hour_budget`` instances an
 hour go to the queue; the smaller the champion's margin, the higher the
 item's priority. Each item's external id is ``<request_id>-<position>`` and
 its source ``serving``; the reason it was sent is kept in
-``serve_review_items`` (:func:`routed_items`).
+``serve_review_items`` (:func:`routed_items`) and is the item's ``note``, which
+the labeling page shows beside the item.
 
 >>> from inloop.serve.scoring import Score
 >>> champion = Score("m@2", "champion", "ok", [3], [[0.1, 0.5, 0.4]], [1, 3, 5])
@@ -92,6 +93,13 @@ def _payload(instance: Any) -> dict[str, Any]:
     return {"features": instance}
 
 
+def _note(reason: str) -> str:
+    """The reason as an item note: cut to fit, so that long model names never refuse the item."""
+    from inloop.label.items import MAX_NOTE_CHARS
+
+    return reason if len(reason) <= MAX_NOTE_CHARS else reason[: MAX_NOTE_CHARS - 1] + "…"
+
+
 class ReviewRouter:
     """An :class:`~inloop.serve.archive.ArchiveWriter` hook that fills review queues.
 
@@ -147,6 +155,7 @@ class ReviewRouter:
                         **_payload(record.instances[position]),
                         "source": SOURCE,
                         "priority": priority,
+                        "note": _note(reason),
                     }
                 )
                 routes.append(

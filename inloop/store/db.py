@@ -51,6 +51,7 @@ REVISIONS: tuple[str, ...] = (
     "0007",
     "0008",
     "0009",
+    "0010",
 )
 #: The revision this inloop's tables describe.
 HEAD_REVISION = REVISIONS[-1]

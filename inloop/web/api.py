@@ -78,6 +78,7 @@ def _item_out(item: Item) -> dict[str, Any]:
         "external_id": item.external_id,
         "kind": item.kind,
         "payload": item_payload(item),
+        "note": item.note,
     }
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from inloop.label.items import MAX_NOTE_CHARS
+
 __all__ = [
     "AnnotationCreated",
     "AnnotationRequest",
@@ -70,12 +72,16 @@ class ProjectRequest(_Request):
 
 
 class ItemIn(_Request):
-    """One item to import: ``kind`` is text, image or features."""
+    """One item to import: ``kind`` is text, image or features.
+
+    ``note`` is shown to labelers beside the item (why it is in the queue).
+    """
 
     external_id: str | int
     kind: Literal["text", "image", "features"]
     payload: Any
     priority: float = 0.0
+    note: str | None = Field(None, min_length=1, max_length=MAX_NOTE_CHARS)
 
 
 class ItemsRequest(_Request):
@@ -183,6 +189,7 @@ class ItemRow(BaseModel):
     priority: float
     current_label: str | None
     current_labels: list[str] | None = None
+    note: str | None = None
 
 
 class ItemsPage(BaseModel):
@@ -195,6 +202,7 @@ class ItemOut(BaseModel):
     external_id: str
     kind: str
     payload: dict[str, Any]
+    note: str | None = None
 
 
 class Suggestion(BaseModel):

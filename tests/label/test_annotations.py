@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import Engine
 
 from inloop.label.annotations import annotate, current_labels, history, list_annotations
-from inloop.label.items import add_items, get_item, get_items, item_payload
+from inloop.label.items import MAX_NOTE_CHARS, Item, add_items, get_item, get_items, item_payload
 from inloop.label.projects import LabelError, LabelNotFoundError, create_project
+from inloop.label.queue import next_items
 from inloop.store.artifacts import open_artifact_store
 from inloop.store.db import get_engine
 
@@ -101,6 +102,52 @@ def test_duplicate_external_ids_name_them_and_add_nothing(engine: Engine) -> Non
 def test_bad_items(engine: Engine, item: object, message: str) -> None:
     with pytest.raises(LabelError, match=message):
         add_items("p", [{"external_id": "ok", "text": "fine"}, item], engine=engine)  # type: ignore[list-item]
+    assert get_items("p", engine=engine) == []
+
+
+def test_item_notes_are_stored_and_read_back(engine: Engine) -> None:
+    why = "champion margin 0.04 < 0.2; challenger digits@4 says 7"
+    ids = add_items(
+        "p",
+        [
+            {"external_id": "routed", "features": [0.5, 1.0], "note": why, "priority": 2},
+            {"external_id": "plain", "text": "no note"},
+            {"external_id": "none", "kind": "text", "payload": "x", "note": None},
+            {"external_id": "long", "text": "x", "note": "n" * MAX_NOTE_CHARS},
+        ],
+        engine=engine,
+    )
+    assert [i.note for i in get_items("p", engine=engine)] == [why, None, None, "n" * 1000]
+    assert get_item("routed", project="p", engine=engine).note == why
+    assert [i.note for i in get_items("p", item_ids=ids[:2], engine=engine)] == [why, None]
+    # Every other reader of items (the queue's leases here) carries the note too.
+    [lease] = next_items("p", "ana", 1, engine=engine)
+    assert lease.item.external_id == "routed" and lease.item.note == why
+    # Items built by position, as before notes existed, have none.
+    old = Item(1, 1, "x", "text", {"text": "hi"}, None, "import", 0.0, 0, datetime.now(UTC))
+    assert old.note is None
+
+
+@pytest.mark.parametrize(
+    ("note", "message"),
+    [
+        (3, r"note 3 \(int\): expected None or a non-blank string of at most 1000 characters"),
+        ("", r"note '': expected None or a non-blank string"),
+        ("  \n", r"note '  \\n': expected None or a non-blank string"),
+        ("x" * 1001, r"note a string of 1001 characters: expected .* at most 1000 characters"),
+        (["why"], r"note \['why'\] \(list\)"),
+    ],
+)
+def test_bad_notes_are_refused_and_nothing_is_added(
+    engine: Engine, note: object, message: str
+) -> None:
+    items = [
+        {"external_id": "ok", "text": "fine"},
+        {"external_id": "bad", "text": "x", "note": note},
+    ]
+    with pytest.raises(LabelError, match=r"Item 'bad' has " + message) as info:
+        add_items("p", items, engine=engine)
+    assert "nothing was added" in str(info.value)
     assert get_items("p", engine=engine) == []
 
 

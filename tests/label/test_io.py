@@ -59,6 +59,19 @@ def test_csv_of_texts_with_some_labels(engine: Engine, tmp_path: Path) -> None:
     assert [x.item.external_id for x in next_items("p", "ana", n=5, engine=engine)] == ["m2"]
 
 
+def test_a_note_column_is_shown_to_labelers(engine: Engine, tmp_path: Path) -> None:
+    path = _write_csv(
+        tmp_path / "notes.csv",
+        [
+            {"id": "n1", "text": "Refund now", "note": "the models disagree: spam vs ham"},
+            {"id": "n2", "text": "See you", "note": ""},
+        ],
+    )
+    import_items("p", path, engine=engine)
+    notes = {i.external_id: i.note for i in get_items("p", engine=engine)}
+    assert notes == {"n1": "the models disagree: spam vs ham", "n2": None}
+
+
 def test_csv_with_feature_columns(engine: Engine, tmp_path: Path) -> None:
     path = _write_csv(
         tmp_path / "rows.csv",

@@ -167,6 +167,39 @@ def test_next_annotate_undo_and_stats(
     assert {i["external_id"]: i["current_label"] for i in page}["t4"] == "bug"
 
 
+def test_item_notes_import_page_next_and_undo(
+    client: TestClient, sci: dict[str, str], ana: dict[str, str], project: str
+) -> None:
+    why = "margin 0.04 < 0.20 (champion digits@3); digits@4 (challenger) says 7"
+    noted = {"external_id": "why", "kind": "text", "payload": "x", "priority": 9, "note": why}
+    created = client.post("/api/projects/tickets/items", json={"items": [noted]}, headers=sci)
+    assert created.status_code == 201, created.text
+    [lease, plain] = client.post("/api/projects/tickets/next", json={"n": 2}, headers=ana).json()[
+        "leases"
+    ]
+    assert lease["item"]["external_id"] == "why" and lease["item"]["note"] == why
+    assert plain["item"]["external_id"] == "t4" and plain["item"]["note"] is None
+    page = client.get("/api/projects/tickets/items", headers=ana).json()["items"]
+    assert {i["external_id"]: i["note"] for i in page} == {
+        **{f"t{i}": None for i in range(5)},
+        "why": why,
+    }
+    answer = {"item_id": lease["item"]["id"], "label": "bug"}
+    assert client.post("/api/projects/tickets/annotations", json=answer, headers=ana).is_success
+    undone = client.post("/api/projects/tickets/undo", headers=ana).json()["lease"]
+    assert undone["item"]["note"] == why
+
+    too_long = {"external_id": "long", "kind": "text", "payload": "x", "note": "n" * 1001}
+    refused = client.post("/api/projects/tickets/items", json={"items": [too_long]}, headers=sci)
+    assert refused.status_code == 422 and "'items.0.note'" in refused.json()["detail"]
+    assert "at most 1000 characters" in refused.json()["detail"]
+    blank = {"external_id": "blank", "kind": "text", "payload": "x", "note": "   "}
+    refused = client.post("/api/projects/tickets/items", json={"items": [blank]}, headers=sci)
+    assert refused.status_code == 400 and "Item 'blank' has note '   '" in refused.json()["detail"]
+    total = client.get("/api/projects/tickets/items", headers=ana).json()["total"]
+    assert total == 6, "refused imports add nothing"
+
+
 def test_next_and_annotation_errors(
     client: TestClient, sci: dict[str, str], ana: dict[str, str], project: str
 ) -> None:

@@ -199,6 +199,7 @@ def test_label_by_keyboard_skip_undo_and_csrf(page: Page, server: Server) -> Non
     # The highest-priority item is the 64-feature one: an 8x8 grey grid.
     assert _shown(page) == "grid"
     assert page.locator("#item .grid8 .px").count() == 64
+    assert page.is_hidden("#note"), "an item without a note shows no note box"
     # Class keys: default 1, 2 by position, and the project's own "b".
     assert page.inner_text(".class-btn[data-label='bird'] kbd") == "b"
 
@@ -315,6 +316,7 @@ def test_project_list_roles_and_review_by_keyboard(
     _sign_in(page, server, f"/projects/{PROJECT}/review", server.reviewer_token)
     first = _shown(page)
     assert page.inner_text("#given") in {"dog", "cat"}
+    assert page.is_hidden("#note-row"), "items without a note show no note row"
     page.keyboard.press("k")  # the given label is fine
     page.wait_for_function(
         "id => document.querySelector('#item .external-id').textContent !== id", arg=first
@@ -400,3 +402,55 @@ def test_multi_label_by_toggling_keys_and_enter(page: Page, server: Server) -> N
         ("bug",),
     ]
     assert [a.skipped for a in history("m2", project="tags", engine=engine)] == [True]
+
+
+def test_item_note_shows_why_the_item_is_queued(
+    page: Page, browser: Browser, server: Server
+) -> None:
+    engine = get_engine(server.db_url)
+    create_project("routed", ["cat", "dog"], engine=engine)
+    why = "margin 0.04 < 0.20 (champion pets@3); <b>pets@2</b> (canary) says dog"
+    add_items(
+        "routed",
+        [
+            {"external_id": "why", "text": "a furry thing", "note": why, "priority": 2},
+            {"external_id": "plain", "text": "another furry thing", "priority": 1},
+        ],
+        engine=engine,
+    )
+    for member in ("ana", "rita"):
+        add_member("routed", member, added_by="test", engine=engine)
+    _sign_in(page, server, "/projects/routed/label", server.annotator_token)
+    assert _shown(page) == "why"
+    assert page.is_visible("#note")
+    assert page.inner_text("#note").startswith("Why this item:")
+    assert page.inner_text("#note-text") == why
+    assert page.locator("#note b").count() == 0, "the note is text, never markup"
+
+    # The next item has no note: the box goes; undo brings the item and its note back.
+    page.keyboard.press("1")
+    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'plain'")
+    assert page.is_hidden("#note")
+    page.keyboard.press("u")
+    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'why'")
+    assert page.is_visible("#note") and page.inner_text("#note-text") == why
+    page.keyboard.press("2")
+    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'plain'")
+    page.keyboard.press("1")
+    page.wait_for_selector("#empty")
+    assert page.is_hidden("#note")
+    _settled(page)
+    labels = current_labels("routed", engine=engine)
+    assert {c.external_id: c.label for c in labels.values()} == {"why": "dog", "plain": "cat"}
+
+    # The review page shows the note beside the review's own reason.
+    for who, label in (("ann1", "cat"), ("ann2", "cat")):
+        annotate("routed", "why", who, label, engine=engine)
+    assert len(queue_disagreements("routed", engine=engine)) == 1
+    reviewer = browser.new_context()
+    reviewer.set_default_timeout(TIMEOUT_MS)
+    review = reviewer.new_page()
+    _sign_in(review, server, "/projects/routed/review", server.reviewer_token)
+    assert _shown(review) == "why"
+    assert review.is_visible("#note-row") and review.inner_text("#item-note") == why
+    reviewer.close()

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,13 +19,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from inloop.label import create_project, get_items
+from inloop.label.items import MAX_NOTE_CHARS
 from inloop.serve import create_service, majority_class_from, register
 from inloop.serve.actions import list_deliveries
-from inloop.serve.archive import count_requests
-from inloop.serve.review import routed_items
+from inloop.serve.archive import ArchivedRequest, count_requests
+from inloop.serve.review import ReviewRouter, routed_items
+from inloop.serve.scoring import Score
+from inloop.serve.tables import serve_services
 from inloop.web import create_app
 from inloop.web.auth import create_user
 
@@ -207,6 +211,51 @@ def test_promote_and_rollback_need_a_scientist_and_apply_at_once(
     assert [(s["name"], s["revision"]) for s in listed] == [("digits", 3)]
 
 
+def test_review_router_cuts_a_long_reason_to_fit_the_note(engine: Engine) -> None:
+    create_project("long-review", ["0", "1"], engine=engine)
+    base = register(majority_class_from([0, 1, 1]), name="base", engine=engine).ref
+    revision = create_service(
+        "long",
+        {"champion": base, "fallback": base, "review": {"project": "long-review"}},
+        created_by="a",
+        reason="t",
+        engine=engine,
+    )
+    with engine.connect() as conn:
+        service_id = conn.execute(
+            select(serve_services.c.service_id).where(serve_services.c.name == "long")
+        ).scalar_one()
+    # Model names may be 300 characters long: with a few of them the reason passes 1,000.
+    champion, *challengers = [f"{letter * 290}@1" for letter in "abcd"]
+    scores = (
+        Score(champion, "champion", "ok", [0], [[0.55, 0.45]], [0, 1]),
+        *(Score(m, "challenger", "ok", [1], [[0.2, 0.8]], [0, 1]) for m in challengers),
+    )
+    record = ArchivedRequest(
+        request_id="req1",
+        service="long",
+        service_id=service_id,
+        revision=revision.revision,
+        policy=revision.policy,
+        received_at=datetime.now(UTC),
+        instances=[[0.25, 0.75]],
+        n_instances=1,
+        model=champion,
+        role="champion",
+        fallback_used=False,
+        predictions=[0],
+        latency_ms=1.0,
+        scores=scores,
+    )
+    ReviewRouter(engine)([record])
+    [routed] = routed_items("long", engine=engine)
+    assert len(routed.reason) > MAX_NOTE_CHARS, "serve_review_items keeps the whole reason"
+    [item] = get_items("long-review", engine=engine)
+    assert item.external_id == "req1-0" and item.source == "serving"
+    assert item.note is not None and len(item.note) == MAX_NOTE_CHARS
+    assert item.note.endswith("…") and routed.reason.startswith(item.note[:-1])
+
+
 class _Receiver(BaseHTTPRequestHandler):
     bodies: list[dict[str, Any]] = []
 
@@ -267,6 +316,10 @@ def test_disagreements_go_to_review_and_matches_fire_webhooks(
         f"{r.request_id}-{r.position}" for r in routed
     )
     assert {i.source for i in items} == {"serving"}
+    # The labeling page shows each item's note: the reason it was routed.
+    assert {i.external_id: i.note for i in items} == {
+        f"{r.request_id}-{r.position}": r.reason for r in routed
+    }
 
     sevens = [a for a in answers if a["prediction"] == 7 and max(a["probabilities"]) >= 0.8]
     assert sevens, "the held-out digits hold confident sevens"

@@ -6,6 +6,8 @@
  * (POST /undo). The page config names the project, its classes and their keys.
  * In a multi-label project (cfg.multi) a class key toggles that class and Enter
  * sends the chosen set as {labels: [...]} (none chosen: none of them apply).
+ * An item's note (why it is in the queue, e.g. a served request the models
+ * disagreed on) shows above it; it is user data, so it is only ever set as text.
  */
 "use strict";
 
@@ -14,6 +16,8 @@
   const api = inloop.api("/api/projects/" + encodeURIComponent(cfg.project));
   const itemBox = document.getElementById("item");
   const suggestionBox = document.getElementById("suggestion");
+  const noteBox = document.getElementById("note");
+  const noteText = document.getElementById("note-text");
   const keyToLabel = new Map(cfg.classes.filter((c) => c.key).map((c) => [c.key, c.name]));
   const multi = Boolean(cfg.multi);
   const chosen = new Set(); // multi-label: the classes toggled on for the item on screen
@@ -65,6 +69,11 @@
     return ids;
   }
 
+  function showNote(note) {
+    noteText.textContent = note || "";
+    noteBox.hidden = !note;
+  }
+
   function show(lease) {
     current = lease;
     shownAt = Date.now();
@@ -76,9 +85,11 @@
       const message = fetching ? "Loading…" : "The queue is empty: nothing left for you to label.";
       itemBox.appendChild(inloop.el("p", { class: "hint", id: "empty" }, message));
       suggestionBox.hidden = true;
+      showNote(null);
       return;
     }
     inloop.renderItem(itemBox, lease.item);
+    showNote(lease.item.note);
     const suggestion = lease.suggestion;
     if (suggestion && suggestion.label !== null && suggestion.label !== undefined) {
       const pct =

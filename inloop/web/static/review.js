@@ -57,6 +57,9 @@
       typeof review.confidence === "number" ? `${Math.round(review.confidence * 100)}%` : null
     );
     text("reason", review.reason);
+    const note = review.item.note; // user data: text only
+    document.getElementById("item-note").textContent = note || "";
+    document.getElementById("note-row").hidden = !note;
     document.querySelectorAll(".class-btn").forEach((b) => {
       if (b.dataset.label === review.suggested) b.classList.add("suggested");
       if (b.dataset.label === review.given) b.classList.add("given");
