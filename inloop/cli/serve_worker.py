@@ -47,6 +47,7 @@ def worker(
     """Score SERVICE's requests from the Redis Stream at INLOOP_STREAM_URL (or --url)."""
     from inloop.serve.models import ServeError
     from inloop.serve.policy import current_policy
+    from inloop.serve.runtime import tune_gc
     from inloop.serve.streams import safe_url
     from inloop.serve.worker import default_consumer, policy_refs, run_worker
     from inloop.settings import get_settings
@@ -92,6 +93,8 @@ def worker(
             while not ready.wait(0.2):
                 pass
             if not failure and not stop.is_set():
+                # Models are loaded: keep GC passes over them out of scoring (see tune_gc).
+                tune_gc()
                 refs = policy_refs(current_policy(service).policy)
                 _cli()._stdout().print(
                     escape(

@@ -373,6 +373,7 @@ class Rendezvous:
             revision=live.revision,
             models=live.models,
             instances=batch,
+            expires_at=time.time() + self.collect_s,
         )
         futures = self.transport.submit(job)
         # A refused or unanswerable request raises here: nothing is archived for it.

@@ -61,6 +61,8 @@ class Job:
 
     ``models`` pairs each model version reference (``"name@N"``) with its role;
     ``instances`` is the batch exactly as the caller sent it (JSON values).
+    ``expires_at`` (Unix time, 0 for never) is when the rendezvous stops
+    waiting for scores: a worker that reaches the job later skips it.
     """
 
     request_id: str
@@ -68,6 +70,7 @@ class Job:
     revision: int
     models: tuple[tuple[str, str], ...]
     instances: list[Any]
+    expires_at: float = 0.0
 
 
 @dataclass(frozen=True)

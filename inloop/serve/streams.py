@@ -6,30 +6,31 @@
 (``prefix`` defaults to ``inloop:serve``):
 
 - ``{prefix}:{service}:requests`` — one stream per service holding every job;
-  each model version reads it through its own consumer group, named by its
-  reference (``digits@3``), so every model sees every job once and the workers
-  of one model share them;
+  the service's workers read it through one consumer group
+  (:data:`WORKER_GROUP`), so each job goes to one worker, which scores it with
+  every model the job names;
 - ``{prefix}:replies:{uuid}`` — one reply stream per transport (per server
   process); workers append one ``score`` entry per model and job to it.
 
 A job's fields are ``job`` (JSON: request_id, service, revision, models,
-instances) and ``reply`` (the reply stream's name); a reply's one field
+instances, expires_at) and ``reply`` (the reply stream's name); a reply's one field
 ``score`` is the JSON of :meth:`Score.to_dict` plus ``request_id``.
 
 >>> job_key("inloop:serve", "digits"), reply_key("inloop:serve", "1f2e")
 ('inloop:serve:digits:requests', 'inloop:serve:replies:1f2e')
 >>> decode_job(encode_job(Job("r1", "digits", 3, (("digits@3", "champion"),), [[0.5]])))
 Job(request_id='r1', service='digits', revision=3, models=(('digits@3', 'champion'),), \
-instances=[[0.5]])
+instances=[[0.5]], expires_at=0.0)
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -37,15 +38,16 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-import redis.asyncio as aioredis
 
 from inloop.serve.models import ServeError
 from inloop.serve.scoring import Job, Score
 
 __all__ = [
     "REPLY_TTL_S",
+    "WORKER_GROUP",
     "RedisTransport",
     "check_reachable",
+    "create_group",
     "decode_job",
     "encode_job",
     "job_key",
@@ -56,11 +58,13 @@ __all__ = [
 
 logger = logging.getLogger("inloop.serve.streams")
 
+#: The consumer group every worker of a service reads its requests stream in.
+WORKER_GROUP = "workers"
 #: A reply stream expires this long after its last refresh, so a crashed server's stream vanishes.
 REPLY_TTL_S = 3600
-#: How long the reader blocks on the reply stream per call (close() cancels it sooner).
-_READ_BLOCK_MS = 1000
-#: How often the reader trims its reply stream, refreshes its expiry and forgets old futures.
+#: How long the reader blocks on the reply stream per call: also how soon it sees close().
+_READ_BLOCK_MS = 250
+#: How often the reader trims its reply stream and refreshes its expiry, and old futures go.
 _HOUSEKEEPING_S = 0.5
 #: Futures never answered are forgotten after this long (the longest deadline is 60 s).
 _FORGET_AFTER_S = 120.0
@@ -85,6 +89,7 @@ def encode_job(job: Job) -> str:
             "revision": job.revision,
             "models": [list(pair) for pair in job.models],
             "instances": job.instances,
+            "expires_at": job.expires_at,
         },
         separators=(",", ":"),
     )
@@ -99,6 +104,7 @@ def decode_job(text: str | bytes) -> Job:
         revision=int(data["revision"]),
         models=tuple((str(ref), str(role)) for ref, role in data["models"]),
         instances=list(data["instances"]),
+        expires_at=float(data.get("expires_at") or 0.0),
     )
 
 
@@ -164,10 +170,10 @@ class RedisTransport:
     ``maxlen`` bounds each requests stream (trimmed approximately). Redis is
     pinged here, so a wrong URL fails at startup, not on the first request.
 
-    :meth:`submit` never waits for Redis: jobs are queued and a single sender
-    task writes them, several at a time in one pipeline under load. One reader
-    task resolves futures from the reply stream. Run workers with
-    ``inloop serve worker SERVICE``.
+    :meth:`submit` never waits for Redis. The Redis work runs in two threads
+    off the event loop: a sender that writes jobs (several in one pipeline
+    under load) and a reader that blocks on the reply stream and hands the
+    scores to the loop in batches. Run workers with ``inloop serve worker SERVICE``.
     """
 
     def __init__(
@@ -180,51 +186,51 @@ class RedisTransport:
         self.prefix = prefix
         self.maxlen = maxlen
         self.reply_stream = reply_key(prefix, uuid.uuid4().hex)
-        self._redis: aioredis.Redis | None = None
+        # Its pool gives the sender and the reader a connection each; no socket_timeout,
+        # as the reader blocks on XREAD.
+        self._redis = redis.Redis.from_url(
+            self.url, socket_connect_timeout=2, decode_responses=True
+        )
+        # Touched on the event loop only; the threads reach them through call_soon_threadsafe.
         self._futures: dict[tuple[str, str], tuple[asyncio.Future[Score], float]] = {}
-        self._outbox: collections.deque[tuple[Job, list[_Pending]]] = collections.deque()
-        self._wake: asyncio.Event | None = None
-        self._sender: asyncio.Task[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._forgotten_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._outbox: queue.SimpleQueue[tuple[Job, list[_Pending]] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
         self._closed = False
 
     def __repr__(self) -> str:
         return f"<RedisTransport {safe_url(self.url)} prefix={self.prefix!r}>"
 
-    def _client(self) -> aioredis.Redis:
-        if self._redis is None:
-            # No socket_timeout: the reader blocks on XREAD longer than any sane timeout.
-            self._redis = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=2, decode_responses=True
-            )
-        return self._redis
-
-    def _start_tasks(self) -> None:
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_loop(), name="inloop-redis-sender")
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read_loop(), name="inloop-redis-reader")
+    def _start_threads(self) -> None:
+        if self._threads:
+            return
+        self._loop = asyncio.get_running_loop()
+        for target, name in ((self._send_loop, "sender"), (self._read_loop, "reader")):
+            thread = threading.Thread(target=target, name=f"inloop-redis-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     async def prepare(self, service: str, revision: int, refs: Sequence[str]) -> None:
-        """Create the consumer group of each of ``refs`` on the service's requests stream."""
+        """Create the workers' consumer group on the service's requests stream.
+
+        Created here as well as by the workers, so that jobs sent before the
+        first worker starts wait for it instead of being skipped.
+        """
         if self._closed:
             raise ServeError(f"{self!r} is closed; create a new RedisTransport.")
-        client = self._client()
         stream = job_key(self.prefix, service)
         try:
-            for ref in refs:
-                await _create_group(client, stream, ref)
+            await asyncio.to_thread(create_group, self._redis, stream)
         except redis.RedisError as exc:
             raise ServeError(
-                f"Cannot create the consumer groups {list(refs)!r} on {stream} at "
+                f"Cannot create the consumer group {WORKER_GROUP!r} on {stream} at "
                 f"{safe_url(self.url)} ({exc}). Check that Redis is up (INLOOP_STREAM_URL)."
             ) from None
-        self._start_tasks()
+        self._start_threads()
 
     def submit(self, job: Job) -> dict[str, asyncio.Future[Score]]:
-        """One future per model of ``job``; the job is sent by the sender task."""
+        """One future per model of ``job``; the job is sent by the sender thread."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         futures: dict[str, asyncio.Future[Score]] = {}
@@ -237,133 +243,157 @@ class RedisTransport:
         if self._closed:
             _fail(pending, f"the RedisTransport to {safe_url(self.url)} is closed")
             return futures
-        self._start_tasks()
-        self._outbox.append((job, pending))
-        assert self._wake is not None  # set by _start_tasks
-        self._wake.set()
+        self._start_threads()
+        self._outbox.put((job, pending))
+        if now - self._forgotten_at >= _HOUSEKEEPING_S:
+            self._forgotten_at = now
+            self._forget(now)
         return futures
 
-    async def _send_loop(self) -> None:
-        assert self._wake is not None
-        client = self._client()
-        while not self._closed:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._outbox:
-                batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), 256))]
-                errors: list[BaseException | None]
-                try:
-                    if len(batch) == 1:
-                        await self._xadd(client, batch[0][0])
-                        errors = [None]
-                    else:
-                        async with client.pipeline(transaction=False) as pipe:
-                            for job, _ in batch:
-                                await self._xadd(pipe, job)
-                            results = await pipe.execute(raise_on_error=False)
-                        errors = [r if isinstance(r, Exception) else None for r in results]
-                except (redis.RedisError, OSError) as exc:
-                    errors = [exc] * len(batch)
-                for (job, pending), error in zip(batch, errors, strict=True):
-                    if error is None:
-                        continue
-                    logger.warning("could not send job %s to redis: %s", job.request_id, error)
-                    _fail(pending, f"could not put the job on redis {safe_url(self.url)}: {error}")
-                    for ref, _, _ in pending:
-                        self._futures.pop((job.request_id, ref), None)
-
-    async def _xadd(self, client: Any, job: Job) -> Any:
-        fields = {"job": encode_job(job), "reply": self.reply_stream}
-        return await _maybe_await(
-            client.xadd(
-                job_key(self.prefix, job.service), fields, maxlen=self.maxlen, approximate=True
-            )
-        )
-
-    async def _read_loop(self) -> None:
-        client = self._client()
-        last_id = "0-0"
-        housekeeping = 0.0
-        # The flag, not only cancel(): redis-py may turn a cancelled read into a RedisError.
-        while not self._closed:
-            try:
-                response: Any = await client.xread(
-                    {self.reply_stream: last_id}, block=_READ_BLOCK_MS
-                )
-                for _stream, entries in response or ():
-                    for entry_id, fields in entries:
-                        last_id = entry_id
-                        self._resolve(fields)
-                now = time.monotonic()
-                if now - housekeeping >= _HOUSEKEEPING_S:
-                    housekeeping = now
-                    await self._housekeeping(client, last_id, now)
-            except (redis.RedisError, OSError) as exc:
-                if self._closed:
-                    return
-                logger.warning("reading replies from %s failed: %s", self.reply_stream, exc)
-                await asyncio.sleep(0.5)
-
-    def _resolve(self, fields: dict[str, str]) -> None:
-        try:
-            data = json.loads(fields["score"])
-            key = (str(data.pop("request_id")), str(data["model"]))
-        except (KeyError, TypeError, ValueError):
-            logger.warning("ignoring a malformed reply on %s: %r", self.reply_stream, fields)
-            return
-        found = self._futures.pop(key, None)
-        if found is not None and not found[0].done():
-            found[0].set_result(Score.from_dict(data))
-        # else: a late score for a request the server already gave up on.
-
-    async def _housekeeping(self, client: aioredis.Redis, last_id: str, now: float) -> None:
-        # Entries before the last one read are done with; keep the stream small.
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.xtrim(self.reply_stream, minid=last_id, approximate=False)
-            pipe.expire(self.reply_stream, REPLY_TTL_S)
-            await pipe.execute()
-        # Forget futures nobody answered in time (insertion order is time order).
+    def _forget(self, now: float) -> None:
+        """Forget futures nobody answered in time (insertion order is time order)."""
         while self._futures:
             key, (future, created) = next(iter(self._futures.items()))
             if now - created < _FORGET_AFTER_S and not future.done():
                 break
             del self._futures[key]
 
+    def _call(self, callback: Any, *args: Any) -> None:
+        """Run ``callback(*args)`` on the event loop, from a thread."""
+        assert self._loop is not None  # set before the threads start
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:
+            pass  # the loop has closed: nobody waits for these any more
+
+    # --- the sender thread ----------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while (first := self._outbox.get()) is not None:
+            batch = [first]
+            stop = False
+            while len(batch) < 256:
+                try:
+                    more = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._send(batch)
+            if stop:
+                return
+
+    def _send(self, batch: list[tuple[Job, list[_Pending]]]) -> None:
+        errors: list[BaseException | None]
+        try:
+            if len(batch) == 1:
+                self._xadd(self._redis, batch[0][0])
+                errors = [None]
+            else:
+                pipe = self._redis.pipeline(transaction=False)
+                for job, _ in batch:
+                    self._xadd(pipe, job)
+                results = pipe.execute(raise_on_error=False)
+                errors = [r if isinstance(r, Exception) else None for r in results]
+        except (redis.RedisError, OSError) as exc:
+            errors = [exc] * len(batch)
+        failed = [
+            (job, pending, error)
+            for (job, pending), error in zip(batch, errors, strict=True)
+            if error is not None
+        ]
+        if failed:
+            self._call(self._fail_jobs, failed)
+
+    def _xadd(self, client: Any, job: Job) -> Any:
+        fields = {"job": encode_job(job), "reply": self.reply_stream}
+        return client.xadd(
+            job_key(self.prefix, job.service), fields, maxlen=self.maxlen, approximate=True
+        )
+
+    def _fail_jobs(self, failed: list[tuple[Job, list[_Pending], BaseException]]) -> None:
+        for job, pending, error in failed:
+            logger.warning("could not send job %s to redis: %s", job.request_id, error)
+            _fail(pending, f"could not put the job on redis {safe_url(self.url)}: {error}")
+            for ref, _, _ in pending:
+                self._futures.pop((job.request_id, ref), None)
+
+    # --- the reader thread ----------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        last_id = "0-0"
+        housekeeping = 0.0
+        while not self._closed:
+            try:
+                response: Any = self._redis.xread(
+                    {self.reply_stream: last_id}, block=_READ_BLOCK_MS
+                )
+                scores = []
+                for _stream, entries in response or ():
+                    for entry_id, fields in entries:
+                        last_id = entry_id
+                        parsed = self._parse(fields)
+                        if parsed is not None:
+                            scores.append(parsed)
+                if scores:
+                    self._call(self._resolve, scores)
+                now = time.monotonic()
+                if now - housekeeping >= _HOUSEKEEPING_S:
+                    housekeeping = now
+                    # Entries before the last one read are done with; keep the stream small.
+                    pipe = self._redis.pipeline(transaction=False)
+                    pipe.xtrim(self.reply_stream, minid=last_id, approximate=False)
+                    pipe.expire(self.reply_stream, REPLY_TTL_S)
+                    pipe.execute()
+            except (redis.RedisError, OSError) as exc:
+                if self._closed:
+                    return
+                logger.warning("reading replies from %s failed: %s", self.reply_stream, exc)
+                time.sleep(0.5)
+
+    def _parse(self, fields: dict[str, str]) -> tuple[tuple[str, str], Score] | None:
+        try:
+            data = json.loads(fields["score"])
+            key = (str(data.pop("request_id")), str(data["model"]))
+            return key, Score.from_dict(data)
+        except (KeyError, TypeError, ValueError):
+            logger.warning("ignoring a malformed reply on %s: %r", self.reply_stream, fields)
+            return None
+
+    def _resolve(self, scores: list[tuple[tuple[str, str], Score]]) -> None:
+        for key, score in scores:
+            found = self._futures.pop(key, None)
+            if found is not None and not found[0].done():
+                found[0].set_result(score)
+            # else: a late score for a request the server already gave up on.
+
     async def close(self) -> None:
-        """Stop the reader and the sender, delete the reply stream, close the connections.
+        """Stop the threads, delete the reply stream, close the connections.
 
         Futures still pending stay pending: the caller times them out.
         """
+        if self._closed:
+            return
         self._closed = True
-        tasks = [t for t in (self._sender, self._reader) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._sender = self._reader = None
-        if self._redis is not None:
-            with contextlib.suppress(redis.RedisError, OSError):
-                await self._redis.delete(self.reply_stream)
-            await self._redis.aclose()
-            self._redis = None
+        self._outbox.put(None)
+        threads, self._threads = self._threads, []
+        for thread in threads:
+            await asyncio.to_thread(thread.join, _READ_BLOCK_MS / 1000 + 2.0)
+        with contextlib.suppress(redis.RedisError, OSError):
+            await asyncio.to_thread(self._redis.delete, self.reply_stream)
+        self._redis.close()
         self._futures.clear()
-        self._outbox.clear()
 
 
-async def _create_group(client: aioredis.Redis, stream: str, group: str) -> None:
+def create_group(client: redis.Redis, stream: str) -> None:
+    """Create the workers' consumer group on ``stream`` (and the stream) unless it exists."""
     try:
-        await client.xgroup_create(stream, group, id="$", mkstream=True)
+        client.xgroup_create(stream, WORKER_GROUP, id="$", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
-
-
-async def _maybe_await(value: Any) -> Any:
-    # A pipeline queues the command and returns itself; a client returns a coroutine.
-    if asyncio.iscoroutine(value):
-        return await value
-    return value
 
 
 def _fail(pending: list[_Pending], message: str) -> None:

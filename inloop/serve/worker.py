@@ -1,16 +1,29 @@
 """The model worker: scores a service's jobs from Redis Streams (``inloop serve worker``).
 
-:func:`run_worker` loads every model of the service's current policy (the
-champion, the challengers and the canary; the rendezvous scores the fallback
-itself) and runs ``threads_per_model`` consumer threads per model. Each thread
-reads the service's requests stream through the model's consumer group (named
-by its reference, ``digits@3``), scores each job that lists the model with
-:func:`~inloop.serve.scoring.score_model`, appends the score to the job's reply
-stream, then acknowledges the job. A worker that dies loses nothing: the
-threads of the others claim its unacknowledged jobs once they have been idle
-``claim_idle_ms`` (a job may so be scored twice; the rendezvous takes the first
-score). The policy is re-read every ``policy_check_s``: new models start,
-retired ones stop, without a restart.
+Every worker of a service reads the service's requests stream through one
+consumer group (:data:`~inloop.serve.streams.WORKER_GROUP`), so each job goes
+to one worker, which scores it with every model the job names. One reader
+thread takes jobs (many per call under load). It scores a fast champion
+itself and sends its answer at once: the caller waits for that one, and a
+hand-over to another thread costs a wake-up. The other models go to their
+*lanes*: each model has its own queue and ``threads_per_model`` threads, as
+in :class:`~inloop.serve.scoring.LocalTransport`, and sends its scores
+itself. A slow or hung model holds up only its own lane: once
+``max_in_flight`` of its calls are waiting, the next ones get ``busy`` at
+once, and a reader stuck in a champion that hung is replaced by a new one
+(that model is then scored on its lane). While a lane that is making progress
+has a full queue the reader takes no more jobs, so a backlog waits in the
+stream, where idle workers can take it. A job is acknowledged when every
+model has replied.
+
+A worker that dies loses nothing: the others claim its unacknowledged jobs
+once they have been idle ``claim_idle_ms`` (a job may so be scored twice; the
+rendezvous takes the first score), and forget dead workers' names once they
+hold no jobs. A job past its ``expires_at`` (the rendezvous has archived it
+by then) is acknowledged without scoring, so a worker that fell behind
+catches up instead of scoring answers nobody waits for. The policy is
+re-read every ``policy_check_s``, and at once when a job names a newer
+revision: new models start and retired ones stop without a restart.
 
 Run one per host or core with ``inloop serve worker SERVICE`` (see
 :mod:`inloop.cli.serve_worker`); the server side is
@@ -27,9 +40,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +52,12 @@ import redis
 
 from inloop.serve.models import LoadedModel, ServeError
 from inloop.serve.policy import Policy, current_policy
-from inloop.serve.scoring import as_batch, score_model
+from inloop.serve.scoring import Job, Score, as_batch, score_model
 from inloop.serve.streams import (
     REPLY_TTL_S,
+    WORKER_GROUP,
     check_reachable,
+    create_group,
     decode_job,
     job_key,
     resolve_stream_url,
@@ -56,12 +73,28 @@ __all__ = ["default_consumer", "policy_refs", "run_worker"]
 
 logger = logging.getLogger("inloop.serve.worker")
 
-#: How long one XREADGROUP call waits for jobs: also how soon a thread sees ``stop``.
+#: How long one XREADGROUP call waits for jobs: also how soon the reader sees ``stop``.
 _BLOCK_MS = 500
 #: Jobs read (or claimed) per call.
 _COUNT = 16
+#: Scores a lane sends in one round trip when jobs queue up behind each other.
+_LANE_BATCH = 8
+#: The reader takes no more jobs while a lane that is making progress has this many queued,
+#: so that a backlog waits in the stream, where idle workers can take it.
+_QUEUE_DEPTH = 16
+#: A lane that has finished nothing for this long is stuck: the reader no longer waits for it.
+#: A reader that has scored one champion call for this long is replaced by a new one.
+_STUCK_S = 1.0
+#: A champion that answers within this many ms is scored on the reader thread itself.
+_INLINE_MS = 5.0
 #: A reply stream is capped near this length, should its server be gone.
 _REPLY_MAXLEN = 100_000
+#: How often a reply stream's expiry is pushed back (it expires after REPLY_TTL_S).
+_EXPIRE_EVERY_S = 60.0
+#: How often the names of dead workers are looked for (and forgotten).
+_FORGET_EVERY_S = 30.0
+#: A model that failed to load is not tried again for a job sooner than this.
+_RELOAD_AFTER_S = 10.0
 
 
 def default_consumer() -> str:
@@ -78,99 +111,353 @@ def policy_refs(policy: Policy) -> tuple[str, ...]:
 
 
 @dataclass
+class _Entry:
+    """A job taken from the stream; acknowledged once every model it names has replied."""
+
+    entry_id: str
+    job: Job
+    reply: str
+    remaining: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def expired(self) -> bool:
+        return 0 < self.job.expires_at < time.time()
+
+    def replied(self) -> bool:
+        """Count one model as done; True for the last one (which acknowledges the job)."""
+        with self.lock:
+            self.remaining -= 1
+            return self.remaining == 0
+
+
+_Call = tuple[_Entry, str, Any]  # (entry, role, the instances as an array)
+
+
+@dataclass
 class _Lane:
-    """One model's consumer threads and the event that stops them."""
+    """One model's queue and threads, and the number of its calls in flight."""
 
     ref: str
     model: LoadedModel
-    stop: threading.Event = field(default_factory=threading.Event)
+    calls: queue.SimpleQueue[_Call | None] = field(default_factory=queue.SimpleQueue)
+    in_flight: int = 0
+    progress: float = field(default_factory=time.monotonic)  # when it last finished a call
+    last_ms: float = 0.0  # how long its last call took
+    inline: bool = True  # False once it hung the reader
+    lock: threading.Lock = field(default_factory=threading.Lock)
     threads: list[threading.Thread] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Consumer:
-    client: redis.Redis
-    stream: str
-    consumer: str
-    claim_idle_ms: int
+class _Worker:
+    """The reader, the lanes and what they share; :func:`run_worker` drives it."""
 
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str,
+        consumer: str,
+        loader: Callable[[str], LoadedModel],
+        *,
+        threads_per_model: int,
+        max_in_flight: int,
+        claim_idle_ms: int,
+        forget_after_s: float,
+    ) -> None:
+        self.client = client
+        self.stream = stream
+        self.consumer = consumer
+        self.loader = loader
+        self.threads_per_model = threads_per_model
+        self.max_in_flight = max_in_flight
+        self.claim_idle_ms = claim_idle_ms
+        self.forget_after_s = forget_after_s
+        self.lanes: dict[str, _Lane] = {}
+        self.revision = 0  # of the policy the lanes follow
+        self.policy_due = threading.Event()  # set by the reader when a job is newer
+        self._progress = threading.Event()  # set by a lane when it finishes calls
+        # Reader thread id -> (since when, lane) while that reader scores a champion itself.
+        self._inline: dict[int, tuple[float, _Lane]] = {}
+        self._lanes_lock = threading.Lock()
+        self._failed: dict[str, tuple[float, str]] = {}  # ref -> (when, why) of a failed load
+        self._refreshed: dict[str, float] = {}  # reply stream -> when its expiry was pushed back
+        self._refreshed_lock = threading.Lock()
 
-def _create_group(client: redis.Redis, stream: str, group: str) -> None:
-    try:
-        client.xgroup_create(stream, group, id="$", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    # --- lanes ----------------------------------------------------------------------------
 
+    def start_lane(self, ref: str) -> _Lane:
+        """The lane of ``ref``, loading the model and starting its threads if needed."""
+        with self._lanes_lock:
+            lane = self.lanes.get(ref)
+            if lane is not None:
+                return lane
+            lane = _Lane(ref, self.loader(ref))
+            for i in range(self.threads_per_model):
+                thread = threading.Thread(
+                    target=self._lane_loop,
+                    args=(lane,),
+                    name=f"inloop-worker-{ref}-{i}",
+                    daemon=True,  # a hung model must not keep the process alive
+                )
+                thread.start()
+                lane.threads.append(thread)
+            self.lanes[ref] = lane
+            self._failed.pop(ref, None)
+            return lane
 
-def _handle(c: _Consumer, lane: _Lane, entry_id: str, fields: dict[str, str] | None) -> None:
-    """Score one entry if it lists this lane's model, reply, then acknowledge it."""
-    job = None
-    try:
-        if fields is not None:
-            job = decode_job(fields["job"])
-            reply = fields["reply"]
-    except (KeyError, TypeError, ValueError) as exc:
-        logger.warning(
-            "%s: dropping malformed entry %s on %s: %s", lane.ref, entry_id, c.stream, exc
+    def stop_lane(self, ref: str) -> None:
+        """Stop ``ref``'s lane once the calls already queued on it are scored."""
+        with self._lanes_lock:
+            lane = self.lanes.pop(ref, None)
+        if lane is not None:
+            for _ in lane.threads:
+                lane.calls.put(None)
+
+    def _lane_for(self, ref: str, job: Job) -> _Lane | str:
+        """The lane to score ``ref`` on, or why there is none (sent back as an error)."""
+        lane = self.lanes.get(ref)
+        if lane is not None:
+            return lane
+        if job.revision < self.revision:
+            return (
+                f"Model {ref} is not in policy revision {self.revision} that worker "
+                f"{self.consumer} follows (the job is of revision {job.revision})."
+            )
+        failed = self._failed.get(ref)
+        if failed is not None and time.monotonic() - failed[0] < _RELOAD_AFTER_S:
+            return failed[1]
+        # A job of a policy this worker has not read yet: load the model now.
+        self.policy_due.set()
+        try:
+            return self.start_lane(ref)
+        except Exception as exc:
+            why = f"Model {ref} could not be loaded on worker {self.consumer}: {exc}"
+            logger.exception("%s: could not be loaded", ref)
+            self._failed[ref] = (time.monotonic(), why)
+            return why
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _full(self) -> bool:
+        """Whether a lane that is making progress has a full queue (hung lanes do not count)."""
+        now = time.monotonic()
+        return any(
+            lane.in_flight >= _QUEUE_DEPTH and now - lane.progress < _STUCK_S
+            for lane in list(self.lanes.values())
         )
-    role = None if job is None else dict(job.models).get(lane.ref)
-    pipe = c.client.pipeline(transaction=False)
-    if job is not None and role is not None:
-        score = score_model(lane.model, as_batch(job.instances), lane.ref, role)
-        payload = {**score.to_dict(), "request_id": job.request_id}
+
+    def read_loop(self, stop: threading.Event) -> None:
+        """Take jobs until ``stop``; now and then claim those of dead workers."""
+        claim_every = self.claim_idle_ms / 2000.0
+        next_claim = time.monotonic() + claim_every
+        cursor = "0-0"
+        while not stop.is_set():
+            if self._full():
+                self._progress.wait(0.05)
+                self._progress.clear()
+                continue
+            try:
+                if time.monotonic() >= next_claim:
+                    next_claim = time.monotonic() + claim_every
+                    claimed: Any = self.client.xautoclaim(
+                        self.stream,
+                        WORKER_GROUP,
+                        self.consumer,
+                        self.claim_idle_ms,
+                        start_id=cursor,
+                        count=_COUNT,
+                    )
+                    cursor, entries = claimed[0], claimed[1]
+                    if entries:
+                        logger.info("claimed %d idle job(s) from other workers", len(entries))
+                        self._take(entries)
+                    if cursor != "0-0":
+                        next_claim = 0.0  # more to claim: go on at once
+                response: Any = self.client.xreadgroup(
+                    WORKER_GROUP,
+                    self.consumer,
+                    {self.stream: ">"},
+                    count=_COUNT,
+                    block=_BLOCK_MS,
+                )
+                for _stream, entries in response or ():
+                    self._take(entries)
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    # The stream or group was deleted under us: create it again.
+                    logger.warning("consumer group missing on %s; recreating it", self.stream)
+                    create_group(self.client, self.stream)
+                else:
+                    logger.exception("redis refused a command")
+                    stop.wait(0.5)
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("redis error (%s); retrying in 0.5 s", exc)
+                stop.wait(0.5)
+
+    def _take(self, entries: Iterable[tuple[str, dict[str, str] | None]]) -> None:
+        """Hand each model of each entry to its lane; answer the rest here, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for entry_id, fields in entries:
+            try:
+                if fields is None:
+                    raise ValueError("the entry was deleted")
+                job = decode_job(fields["job"])
+                reply = fields["reply"]
+            except (KeyError, TypeError, ValueError) as exc:
+                logger.warning("dropping malformed entry %s on %s: %s", entry_id, self.stream, exc)
+                pipe.xack(self.stream, WORKER_GROUP, entry_id)
+                continue
+            entry = _Entry(entry_id, job, reply, len(job.models))
+            if entry.expired() or not job.models:
+                # Archived as a timeout already (or nothing to score): do not score it.
+                pipe.xack(self.stream, WORKER_GROUP, entry_id)
+                continue
+            if job.revision > self.revision:
+                self.policy_due.set()
+            X = as_batch(job.instances)
+            queued: list[tuple[_Lane, str]] = []
+            for ref, role in job.models:
+                lane = self._lane_for(ref, job)
+                if isinstance(lane, str):
+                    self._reply(pipe, entry, Score(ref, role, "error", error=lane))
+                    continue
+                with lane.lock:
+                    busy = lane.in_flight >= self.max_in_flight
+                    if not busy:
+                        if lane.in_flight == 0:
+                            lane.progress = time.monotonic()  # idle until now, not stuck
+                        lane.in_flight += 1
+                if busy:
+                    message = f"{self.max_in_flight} calls of {ref} were already in flight."
+                    self._reply(pipe, entry, Score(ref, role, "busy", error=message))
+                else:
+                    queued.append((lane, role))
+            if queued and queued[0][1] == "champion" and self._inline_ok(queued[0][0]):
+                # The caller waits for the champion: score it here, one thread wake-up fewer,
+                # and send its answer before the other models start.
+                lane, role = queued.pop(0)
+                self._score_inline(pipe, entry, lane, role, X)
+                pipe.execute()
+                pipe = self.client.pipeline(transaction=False)
+            for lane, role in queued:
+                lane.calls.put((entry, role, X))
+        if len(pipe):
+            pipe.execute()
+
+    def _inline_ok(self, lane: _Lane) -> bool:
+        """Whether to score on the reader: a fast model, nothing queued before this call."""
+        return lane.inline and lane.in_flight == 1 and lane.last_ms <= _INLINE_MS
+
+    def _score_inline(self, pipe: Any, entry: _Entry, lane: _Lane, role: str, X: Any) -> None:
+        me = threading.get_ident()
+        self._inline[me] = (time.monotonic(), lane)
+        try:
+            score = score_model(lane.model, X, lane.ref, role)
+        finally:
+            self._inline.pop(me, None)
+            with lane.lock:
+                lane.in_flight -= 1
+                lane.progress = time.monotonic()
+        lane.last_ms = score.latency_ms or 0.0
+        self._reply(pipe, entry, score)
+
+    def stuck_readers(self) -> int:
+        """How many readers have been scoring one champion call for ``_STUCK_S``.
+
+        Their models are scored on their lanes from now on; the caller starts a
+        new reader for each (the stuck one is left to finish or die with the process).
+        """
+        now = time.monotonic()
+        stuck = 0
+        for ident, (since, lane) in list(self._inline.items()):
+            if now - since >= _STUCK_S and self._inline.pop(ident, None) is not None:
+                lane.inline = False
+                stuck += 1
+                logger.warning(
+                    "%s has not answered in %.1f s; a new reader takes over, and %s is "
+                    "scored on its own threads from now on",
+                    lane.ref,
+                    now - since,
+                    lane.ref,
+                )
+        return stuck
+
+    # --- scoring --------------------------------------------------------------------------
+
+    def _lane_loop(self, lane: _Lane) -> None:
+        while (call := lane.calls.get()) is not None:
+            calls = [call]
+            # Jobs queued behind this one go out in the same round trip.
+            while len(calls) < _LANE_BATCH:
+                try:
+                    more = lane.calls.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    lane.calls.put(None)  # stop after this batch
+                    break
+                calls.append(more)
+            pipe = self.client.pipeline(transaction=False)
+            for entry, role, X in calls:
+                try:
+                    if entry.expired():
+                        if entry.replied():
+                            pipe.xack(self.stream, WORKER_GROUP, entry.entry_id)
+                    else:
+                        score = score_model(lane.model, X, lane.ref, role)
+                        lane.last_ms = score.latency_ms or 0.0
+                        self._reply(pipe, entry, score)
+                finally:
+                    with lane.lock:
+                        lane.in_flight -= 1
+                        lane.progress = time.monotonic()
+            self._progress.set()
+            try:
+                pipe.execute()
+            except (redis.RedisError, OSError) as exc:
+                # Unacknowledged: another worker (or this one) scores the jobs again.
+                logger.warning("%s: could not send %d score(s): %s", lane.ref, len(calls), exc)
+
+    def _reply(self, pipe: Any, entry: _Entry, score: Score) -> None:
+        """Queue ``score`` on ``pipe`` (and the job's acknowledgement if it is the last)."""
+        payload = {**score.to_dict(), "request_id": entry.job.request_id}
         pipe.xadd(
-            reply,
+            entry.reply,
             {"score": json.dumps(payload, separators=(",", ":"))},
             maxlen=_REPLY_MAXLEN,
             approximate=True,
         )
-        # Set here too: a reply stream whose server died must still expire.
-        pipe.expire(reply, REPLY_TTL_S)
-    pipe.xack(c.stream, lane.ref, entry_id)
-    pipe.execute()
+        now = time.monotonic()
+        with self._refreshed_lock:
+            due = now - self._refreshed.get(entry.reply, -_EXPIRE_EVERY_S) >= _EXPIRE_EVERY_S
+            if due:
+                self._refreshed[entry.reply] = now
+        if due:
+            # Set here too: a reply stream whose server died must still expire.
+            pipe.expire(entry.reply, REPLY_TTL_S)
+        if entry.replied():
+            pipe.xack(self.stream, WORKER_GROUP, entry.entry_id)
 
+    # --- housekeeping ---------------------------------------------------------------------
 
-def _consume(c: _Consumer, lane: _Lane, stop: threading.Event) -> None:
-    """One consumer thread: read new jobs, and now and then claim a dead consumer's."""
-    claim_every = c.claim_idle_ms / 2000.0
-    next_claim = time.monotonic() + claim_every
-    cursor = "0-0"
-    while not (stop.is_set() or lane.stop.is_set()):
-        try:
-            if time.monotonic() >= next_claim:
-                next_claim = time.monotonic() + claim_every
-                claimed: Any = c.client.xautoclaim(
-                    c.stream, lane.ref, c.consumer, c.claim_idle_ms, start_id=cursor, count=_COUNT
-                )
-                cursor, entries = claimed[0], claimed[1]
-                if entries:
-                    logger.info(
-                        "%s: claimed %d idle job(s) from other consumers", lane.ref, len(entries)
-                    )
-                for entry_id, fields in entries:
-                    _handle(c, lane, entry_id, fields)
-                if cursor != "0-0":
-                    next_claim = 0.0  # more to claim: go on at once
-            response: Any = c.client.xreadgroup(
-                lane.ref, c.consumer, {c.stream: ">"}, count=_COUNT, block=_BLOCK_MS
-            )
-            for _stream, entries in response or ():
-                for entry_id, fields in entries:
-                    _handle(c, lane, entry_id, fields)
-        except redis.ResponseError as exc:
-            if "NOGROUP" in str(exc):
-                # The stream or group was deleted under us: create it again.
-                logger.warning(
-                    "%s: consumer group missing on %s; recreating it", lane.ref, c.stream
-                )
-                _create_group(c.client, c.stream, lane.ref)
-            else:
-                logger.exception("%s: redis refused a command", lane.ref)
-                stop.wait(0.5)
-        except (redis.RedisError, OSError) as exc:
-            logger.warning("%s: redis error (%s); retrying in 0.5 s", lane.ref, exc)
-            stop.wait(0.5)
+    def forget_dead_consumers(self) -> list[str]:
+        """Delete the names of workers idle ``forget_after_s`` that hold no jobs; return them."""
+        forgotten = []
+        info: Any = self.client.xinfo_consumers(self.stream, WORKER_GROUP)
+        for consumer in info:
+            name = consumer["name"]
+            idle_s = int(consumer.get("inactive", consumer["idle"])) / 1000.0
+            if name == self.consumer or int(consumer["pending"]) or idle_s < self.forget_after_s:
+                continue
+            # Deleting a consumer drops its pending jobs: only those holding none go.
+            self.client.xgroup_delconsumer(self.stream, WORKER_GROUP, name)
+            forgotten.append(name)
+        if forgotten:
+            logger.info("forgot %d dead worker(s): %s", len(forgotten), ", ".join(forgotten))
+        with self._refreshed_lock:
+            # Reply streams not written to for an hour have expired: forget them too.
+            old = time.monotonic() - REPLY_TTL_S
+            self._refreshed = {k: t for k, t in self._refreshed.items() if t > old}
+        return forgotten
 
 
 def run_worker(
@@ -180,8 +467,10 @@ def run_worker(
     prefix: str = "inloop:serve",
     consumer: str | None = None,
     threads_per_model: int = 1,
+    max_in_flight: int = 32,
     claim_idle_ms: int = 1000,
     policy_check_s: float = 1.0,
+    forget_after_s: float = 300.0,
     engine: Engine | None = None,
     artifacts: ArtifactStore | None = None,
     stop: threading.Event | None = None,
@@ -190,17 +479,26 @@ def run_worker(
     """Score ``service``'s jobs from Redis until ``stop`` is set.
 
     ``url`` defaults to the ``stream_url`` setting; ``consumer`` (this
-    worker's name in every consumer group) to :func:`default_consumer`.
-    ``ready`` is set once every model is loaded and consuming. Raises a
-    :class:`~inloop.serve.models.ServeError` when Redis is unreachable, the
-    service does not exist or one of its models cannot be loaded at startup;
-    later failures (a model of a new policy revision that cannot be loaded)
-    are logged and retried at the next policy check.
+    worker's name in the consumer group) to :func:`default_consumer`.
+    ``ready`` is set once every model is loaded and jobs are being read.
+    Workers idle ``forget_after_s`` and holding no jobs are removed from the
+    group. Raises a :class:`~inloop.serve.models.ServeError` when Redis is
+    unreachable, the service does not exist or one of its models cannot be
+    loaded at startup; later failures (a model of a new policy revision that
+    cannot be loaded) are logged, answered as ``error`` and retried.
     """
-    if threads_per_model < 1 or claim_idle_ms < 1 or policy_check_s <= 0:
+    if (
+        threads_per_model < 1
+        or max_in_flight < threads_per_model
+        or claim_idle_ms < 1
+        or policy_check_s <= 0
+        or forget_after_s <= 0
+    ):
         raise ServeError(
-            "run_worker needs threads_per_model >= 1, claim_idle_ms >= 1 and policy_check_s "
-            f"> 0. Got {threads_per_model}, {claim_idle_ms} and {policy_check_s}."
+            "run_worker needs threads_per_model >= 1, max_in_flight >= threads_per_model, "
+            "claim_idle_ms >= 1, policy_check_s > 0 and forget_after_s > 0. Got "
+            f"{threads_per_model}, {max_in_flight}, {claim_idle_ms}, {policy_check_s} and "
+            f"{forget_after_s}."
         )
     url = resolve_stream_url(url)
     check_reachable(url)
@@ -216,73 +514,109 @@ def run_worker(
         artifacts = open_artifact_store()
     from inloop.serve.registry import load
 
+    def loader(ref: str) -> LoadedModel:
+        return load(ref, engine=engine, artifacts=artifacts)
+
+    # Lane threads and the reader share it: redis-py's pool gives each a connection.
     client = redis.Redis.from_url(url, socket_connect_timeout=2, decode_responses=True)
-    c = _Consumer(client, job_key(prefix, service), consumer, claim_idle_ms)
-    lanes: dict[str, _Lane] = {}
-    revision = None
-    first = True
+    stream = job_key(prefix, service)
+    worker = _Worker(
+        client,
+        stream,
+        consumer,
+        loader,
+        threads_per_model=threads_per_model,
+        max_in_flight=max_in_flight,
+        claim_idle_ms=claim_idle_ms,
+        forget_after_s=forget_after_s,
+    )
+    readers: list[threading.Thread] = []
+
+    def start_reader() -> None:
+        reader = threading.Thread(
+            target=worker.read_loop,
+            args=(stop,),
+            name=f"inloop-worker-reader-{len(readers)}",
+            daemon=True,  # a reader stuck in a hung model must not keep the process alive
+        )
+        reader.start()
+        readers.append(reader)
+
+    forget_every = min(_FORGET_EVERY_S, forget_after_s)
+    next_forget = time.monotonic() + forget_every
+    next_policy = 0.0
     try:
         while not stop.is_set():
-            try:
-                current = current_policy(service, engine=engine)
-            except Exception:
-                if first:
-                    raise
-                logger.exception("could not re-read the policy of %s; keeping the models", service)
-                stop.wait(policy_check_s)
-                continue
-            if current.revision != revision:
-                revision = current.revision
-                wanted = policy_refs(current.policy)
-                for ref in [r for r in lanes if r not in wanted]:
-                    logger.info("%s: no longer in policy revision %d; stopping", ref, revision)
-                    lanes.pop(ref).stop.set()
-                for ref in [r for r in wanted if r not in lanes]:
-                    try:
-                        model = load(ref, engine=engine, artifacts=artifacts)
-                    except Exception as exc:
-                        if first:
-                            if isinstance(exc, ServeError):
-                                raise
-                            raise ServeError(
-                                f"Model {ref} of service {service!r} could not be loaded "
-                                f"({type(exc).__name__}: {exc}). Check that its artifact store "
-                                "(INLOOP_ARTIFACTS_URL) is the one it was registered in."
-                            ) from exc
-                        logger.exception("%s: could not be loaded; retrying later", ref)
-                        revision = None  # try again at the next check
-                        continue
-                    _create_group(client, c.stream, ref)
-                    lane = _Lane(ref, model)
-                    for i in range(threads_per_model):
-                        thread = threading.Thread(
-                            target=_consume,
-                            args=(c, lane, stop),
-                            name=f"inloop-worker-{ref}-{i}",
-                            daemon=True,  # a hung model must not keep the process alive
-                        )
-                        thread.start()
-                        lane.threads.append(thread)
-                    lanes[ref] = lane
-                    logger.info(
-                        "%s: scoring %s jobs from %s as %s (%d thread(s))",
-                        ref,
-                        service,
-                        safe_url(url),
-                        consumer,
-                        threads_per_model,
+            now = time.monotonic()
+            if now >= next_policy or worker.policy_due.is_set():
+                # A job of a newer revision makes this happen early, at most 10 times a second.
+                next_policy = now + policy_check_s
+                worker.policy_due.clear()
+                try:
+                    current = current_policy(service, engine=engine)
+                except Exception:
+                    if not readers:
+                        raise
+                    logger.exception(
+                        "could not re-read the policy of %s; keeping the models", service
                     )
-            if first:
-                first = False
+                    current = None
+                if current is not None and current.revision != worker.revision:
+                    _follow(worker, service, current.policy, current.revision, first=not readers)
+            if not readers:
+                create_group(client, stream)
+                start_reader()
+                logger.info(
+                    "scoring %s jobs from %s as %s (%s)",
+                    service,
+                    safe_url(url),
+                    consumer,
+                    ", ".join(worker.lanes),
+                )
                 if ready is not None:
                     ready.set()
-            stop.wait(policy_check_s)
+            for _ in range(worker.stuck_readers()):
+                start_reader()
+            if time.monotonic() >= next_forget:
+                next_forget = time.monotonic() + forget_every
+                try:
+                    worker.forget_dead_consumers()
+                except (redis.RedisError, OSError) as exc:
+                    logger.warning("could not look for dead workers: %s", exc)
+            stop.wait(min(0.1, policy_check_s))
     finally:
-        for lane in lanes.values():
-            lane.stop.set()
-        deadline = time.monotonic() + 2 * _BLOCK_MS / 1000 + 1.0
-        for lane in lanes.values():
-            for thread in lane.threads:
-                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        stop.set()
+        until = time.monotonic() + 2 * _BLOCK_MS / 1000 + 1.0
+        for reader in readers:
+            reader.join(timeout=max(0.0, until - time.monotonic()))
+        for ref in list(worker.lanes):
+            worker.stop_lane(ref)
         client.close()
         logger.info("worker %s stopped", consumer)
+
+
+def _follow(worker: _Worker, service: str, policy: Policy, revision: int, *, first: bool) -> None:
+    """Start the lanes of ``policy``'s models and stop those it no longer names."""
+    wanted = policy_refs(policy)
+    for ref in [r for r in worker.lanes if r not in wanted]:
+        logger.info("%s: no longer in policy revision %d; stopping", ref, revision)
+        worker.stop_lane(ref)
+    complete = True
+    for ref in wanted:
+        if ref in worker.lanes:
+            continue
+        try:
+            worker.start_lane(ref)
+        except Exception as exc:
+            if first:
+                if isinstance(exc, ServeError):
+                    raise
+                raise ServeError(
+                    f"Model {ref} of service {service!r} could not be loaded "
+                    f"({type(exc).__name__}: {exc}). Check that its artifact store "
+                    "(INLOOP_ARTIFACTS_URL) is the one it was registered in."
+                ) from exc
+            logger.exception("%s: could not be loaded; retrying at the next policy check", ref)
+            complete = False
+    if complete:
+        worker.revision = revision

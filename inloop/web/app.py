@@ -18,7 +18,6 @@ The rendezvous scores in this process, or over Redis Streams when
 
 from __future__ import annotations
 
-import gc
 import importlib
 import importlib.util
 from collections.abc import AsyncIterator
@@ -123,12 +122,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         dispatcher.start()
         dispatcher.resume_pending()
         await rendezvous.start()
-        # What was loaded at start (libraries, models) lives as long as the server: keep it
-        # out of the garbage collector's full passes, which otherwise stall requests 100+ ms.
-        gc.collect()
-        gc.freeze()
-        # Fewer, larger young-generation passes: each request leaves short-lived containers.
-        gc.set_threshold(20_000, 50, 1_000)
+        from inloop.serve.runtime import tune_gc
+
+        # Full garbage-collector passes over what was loaded would stall requests 100+ ms.
+        tune_gc()
     try:
         yield
     finally:

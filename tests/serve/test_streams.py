@@ -30,7 +30,7 @@ from inloop.serve.models import MajorityClass, ServeError
 from inloop.serve.policy import Policy, create_service, promote, set_policy
 from inloop.serve.registry import load, register
 from inloop.serve.scoring import Job, Score
-from inloop.serve.streams import RedisTransport, job_key
+from inloop.serve.streams import WORKER_GROUP, RedisTransport, job_key
 from inloop.serve.worker import run_worker
 from inloop.settings import reset_settings
 
@@ -256,10 +256,9 @@ def test_jobs_of_a_killed_worker_are_scored_by_another(
             slow: ("ok", "champion"),
             base: ("ok", "challenger"),
         }
-    # Nothing is left pending in either group: the dead consumer's jobs were claimed.
+    # Nothing is left pending: the dead consumer's jobs were claimed.
     client = redis.Redis.from_url(URL)
-    for ref in (slow, base):
-        assert client.xpending(job_key(prefix, "svc"), ref)["pending"] == 0
+    assert client.xpending(job_key(prefix, "svc"), WORKER_GROUP)["pending"] == 0
     client.close()
 
 
@@ -344,6 +343,116 @@ def test_a_job_redis_refuses_gets_error_scores_and_late_replies_are_ignored(
     client.close()
     assert (score.status, score.role) == ("error", "champion")
     assert "redis" in (score.error or "") and "WRONGTYPE" in (score.error or "")
+
+
+_RELEASE = threading.Event()
+
+
+def _hangs(X: np.ndarray) -> list[int]:
+    _RELEASE.wait(30)  # hangs until the test lets it go
+    return [0] * len(X)
+
+
+def test_a_hung_champion_holds_up_only_itself(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    hung = register(_hangs, name="hung", classes=[0, 1]).ref
+    base = register(MajorityClass([0, 1], [3, 1]), name="base").ref
+    create_service(
+        "svc",
+        Policy(champion=hung, challengers=[base], fallback={"label": 0}),
+        created_by="ana",
+        reason="launch",
+    )
+    caplog.set_level(logging.INFO, logger="inloop.serve.worker")
+    _RELEASE.clear()
+    worker = InProcessWorker("svc", prefix, claim_idle_ms=300)
+    transport = RedisTransport(URL, prefix=prefix)
+    models = ((hung, "champion"), (base, "challenger"))
+    jobs = [Job(f"r{i}", "svc", 1, models, [[float(i)]]) for i in range(6)]
+
+    async def body() -> tuple[list[Score], bool]:
+        pending = []
+        for job in jobs:
+            pending.append(transport.submit(job))
+            await asyncio.sleep(0.05)
+        # The first job hangs the reader that scores the champion; a new reader takes over
+        # and the job is claimed again, so every challenger still answers.
+        challengers = await asyncio.wait_for(
+            asyncio.gather(*(futures[base] for futures in pending)), 15
+        )
+        champion_answered = any(futures[hung].done() for futures in pending)
+        return list(challengers), champion_answered
+
+    try:
+        challengers, champion_answered = asyncio.run(_with_transport(transport, "svc", jobs, body))
+    finally:
+        _RELEASE.set()
+        worker.close()
+    assert [score.status for score in challengers] == ["ok"] * len(jobs)
+    assert not champion_answered
+    assert f"{hung} has not answered in" in caplog.text and "a new reader takes over" in caplog.text
+
+
+def test_expired_jobs_are_acknowledged_without_scoring(prefix: str) -> None:
+    ref = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
+    create_service(
+        "svc", Policy(champion=ref, fallback={"label": "a"}), created_by="ana", reason="launch"
+    )
+    worker = InProcessWorker("svc", prefix)
+    transport = RedisTransport(URL, prefix=prefix)
+    models = ((ref, "champion"),)
+    late = Job("late", "svc", 1, models, [[0.0]], expires_at=time.time() - 1)
+    fresh = Job("fresh", "svc", 1, models, [[0.0]], expires_at=time.time() + 60)
+
+    async def body() -> tuple[Score, bool]:
+        expired = transport.submit(late)
+        score = await asyncio.wait_for(transport.submit(fresh)[ref], 10)
+        await asyncio.sleep(0.2)
+        return score, expired[ref].done()
+
+    try:
+        score, expired_answered = asyncio.run(
+            _with_transport(transport, "svc", [late, fresh], body)
+        )
+    finally:
+        worker.close()
+    assert score.ok and score.predictions == ["a"]
+    assert not expired_answered
+    client = redis.Redis.from_url(URL)
+    assert client.xpending(job_key(prefix, "svc"), WORKER_GROUP)["pending"] == 0
+    client.close()
+
+
+def test_dead_workers_are_forgotten_once_they_hold_no_jobs(
+    prefix: str, redis_client: redis.Redis
+) -> None:
+    ref = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
+    create_service(
+        "svc", Policy(champion=ref, fallback={"label": "a"}), created_by="ana", reason="launch"
+    )
+    stream = job_key(prefix, "svc")
+    redis_client.xgroup_create(stream, WORKER_GROUP, id="$", mkstream=True)
+    redis_client.xgroup_createconsumer(stream, WORKER_GROUP, "ghost")
+    # "holder" took a job and died with it: it keeps its name until the job is claimed.
+    redis_client.xadd(stream, {"job": "{}", "reply": f"{prefix}:replies:x"})
+    redis_client.xreadgroup(WORKER_GROUP, "holder", {stream: ">"}, count=1)
+
+    def names() -> set[str]:
+        info: Any = redis_client.xinfo_consumers(stream, WORKER_GROUP)
+        return {c["name"].decode() if isinstance(c["name"], bytes) else c["name"] for c in info}
+
+    worker = InProcessWorker(
+        "svc", prefix, consumer="alive", forget_after_s=0.3, claim_idle_ms=60_000
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while "ghost" in names() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # The consumer that still holds a job stays (a live worker claims the job later).
+        assert "ghost" not in names() and "holder" in names()
+    finally:
+        worker.close()
 
 
 def test_no_or_unreachable_redis_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
