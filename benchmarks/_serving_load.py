@@ -38,6 +38,9 @@ from urllib.parse import urlsplit
 Row = list[Any]
 #: Give up on one request after this long (counted as lost, status 0).
 REQUEST_TIMEOUT_S = 10.0
+#: Idle connections are closed after this long: uvicorn closes them after 5 s
+#: (``timeout_keep_alive``), and a request sent on one it is closing is lost.
+IDLE_CLOSE_S = 3.0
 
 
 def _request_bytes(url: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -107,7 +110,7 @@ class _Pool:
         self.request = _request_bytes(self.url, self.body, self.headers)
         self.limit = int(spec.get("max_connections", 512))
         self.kind = spec.get("client", "raw")
-        self.idle: list[_RawConnection] = []
+        self.idle: list[tuple[_RawConnection, float]] = []  # (connection, idle since)
         self.opened = 0
         self.freed = asyncio.Condition()
         self.httpx: Any = None
@@ -136,12 +139,16 @@ class _Pool:
             conn.close()
             self.opened -= 1
             raise
-        self.idle.append(conn)
+        self.idle.append((conn, _now()))
         return result
 
     async def _take(self) -> _RawConnection:
+        # Taken last in, first out, so the first ones may have idled near the server's limit.
+        while self.idle and _now() - self.idle[0][1] > IDLE_CLOSE_S:
+            self.idle.pop(0)[0].close()
+            self.opened -= 1
         if self.idle:
-            return self.idle.pop()
+            return self.idle.pop()[0]
         if self.opened < self.limit:
             self.opened += 1
             try:
@@ -151,10 +158,10 @@ class _Pool:
                 raise
         while not self.idle:
             await asyncio.sleep(0.0005)  # at the connection limit: the wait counts as latency
-        return self.idle.pop()
+        return self.idle.pop()[0]
 
     async def close(self) -> None:
-        for conn in self.idle:
+        for conn, _ in self.idle:
             conn.close()
         if self.httpx is not None:
             await self.httpx.aclose()
