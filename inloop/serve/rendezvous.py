@@ -13,7 +13,11 @@ walks the policy's :class:`~inloop.serve.policy.Schedule`:
 - at the deadline (or a ``fallback`` step) the fallback answers: a registered
   heuristic, run here, or the policy's default answer.
 
-So every request is answered by the deadline, whatever the models do. After
+So every request is answered by the deadline, whatever the models do. Past
+saturation, requests queue before they reach the rendezvous; when the event
+loop lags half the service's deadline only the champion scores new requests,
+and at the whole deadline the fallback answers them at once, marked
+``overloaded`` (see :mod:`inloop.serve.overload`). After
 answering, the remaining scores are collected in the background (up to
 ``collect_s``) and the request, every score (a missing one as ``timeout``),
 the answer and the latencies go to the :class:`~inloop.serve.archive.ArchiveWriter`.
@@ -41,7 +45,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -51,6 +55,7 @@ from sqlalchemy import Engine, func, select
 
 from inloop.serve.archive import ArchivedRequest, ArchiveWriter, Hook
 from inloop.serve.models import LoadedModel, ServeError
+from inloop.serve.overload import LoopLag, shed_level
 from inloop.serve.policy import DefaultAnswer, Policy, current_policy, raise_service_not_found
 from inloop.serve.scoring import Job, LocalTransport, Score, Transport, score_model
 from inloop.serve.tables import serve_policies, serve_services
@@ -87,7 +92,8 @@ class Answer:
     answer); ``role`` is ``'champion'``, ``'canary'`` or ``'fallback'``;
     ``probabilities`` has one row per instance in the order of ``classes``
     (None for a default answer). ``latency_ms`` runs from the request's
-    arrival at the rendezvous to its answer.
+    arrival at the rendezvous to its answer. ``overloaded`` is True when the
+    server was too far behind to let every model score the request.
     """
 
     request_id: str
@@ -100,6 +106,7 @@ class Answer:
     probabilities: list[list[float]] | None
     classes: list[Any] | None
     latency_ms: float
+    overloaded: bool = False
 
     def to_dict(self, *, single: bool = False) -> dict[str, Any]:
         """The answer as JSON; ``single`` gives ``prediction``/``probabilities`` of one instance."""
@@ -119,6 +126,7 @@ class Answer:
             out["probabilities"] = self.probabilities
         out["classes"] = self.classes
         out["latency_ms"] = round(self.latency_ms, 3)
+        out["overloaded"] = self.overloaded
         return out
 
 
@@ -175,8 +183,9 @@ class Rendezvous:
     :class:`~inloop.serve.archive.ArchiveWriter` on ``engine`` with ``hooks``).
     Scores missing ``collect_s`` seconds after a request arrived are archived
     as ``timeout``; the policy is re-read at most every ``policy_check_s``
-    seconds. Use as an async context manager, or call :meth:`start` and
-    :meth:`close`.
+    seconds. With ``shed`` (the default) a lagging event loop sheds work, as
+    the module says; ``shed=False`` always has every model score. Use as an
+    async context manager, or call :meth:`start` and :meth:`close`.
     """
 
     def __init__(
@@ -189,6 +198,7 @@ class Rendezvous:
         hooks: Sequence[Hook] = (),
         collect_s: float = 5.0,
         policy_check_s: float = 0.05,
+        shed: bool = True,
     ) -> None:
         self.engine = engine if engine is not None else get_engine()
         self._artifacts = artifacts
@@ -198,6 +208,7 @@ class Rendezvous:
         self.archive = archive if archive is not None else ArchiveWriter(self.engine, hooks=hooks)
         self.collect_s = collect_s
         self.policy_check_s = policy_check_s
+        self.lag: LoopLag | None = LoopLag() if shed else None
         self._checked: dict[str, float] = {}
         self._stale: set[str] = set()
         self._refreshing: set[str] = set()
@@ -224,6 +235,8 @@ class Rendezvous:
                     await self.live(service.name)
                 except Exception:
                     log.exception("service %s: could not load its policy", service.name)
+        if self.lag is not None:
+            self.lag.start()
         return self
 
     async def close(self, grace_s: float = 2.0) -> None:
@@ -235,6 +248,8 @@ class Rendezvous:
         tasks = list(self._collecting)
         if tasks:
             await asyncio.wait(tasks, timeout=min(grace_s, self.collect_s))
+        if self.lag is not None:
+            await self.lag.stop()
         if not self._closed.done():
             self._closed.set_result(None)
         tasks = list(self._collecting)
@@ -375,7 +390,11 @@ class Rendezvous:
             instances=batch,
             expires_at=time.time() + self.collect_s,
         )
-        futures = self.transport.submit(job)
+        level, lag_ms = 0, 0.0
+        if self.lag is not None:
+            lag_ms = self.lag.lag_ms()
+            level = shed_level(lag_ms, live.policy.schedule.deadline_ms)
+        futures = self._shed(job, level, lag_ms) if level else self.transport.submit(job)
         # A refused or unanswerable request raises here: nothing is archived for it.
         chosen = await self._choose(live, futures, start)
         answer_score = self._fallback(live, batch) if chosen is None else chosen
@@ -391,9 +410,22 @@ class Rendezvous:
             probabilities=answer_score.probabilities,
             classes=answer_score.classes,
             latency_ms=latency,
+            overloaded=level > 0,
         )
         self._track(self._collect(live, job, futures, received_at, answer, answer_score, start))
         return answer
+
+    def _shed(self, job: Job, level: int, lag_ms: float) -> dict[str, asyncio.Future[Score]]:
+        """Submit only the champion (level 1) or nothing (level 2); the rest are ``busy``."""
+        loop = asyncio.get_running_loop()
+        kept = job.models[:1] if level == 1 else ()
+        futures = self.transport.submit(replace(job, models=kept)) if kept else {}
+        why = f"not scored: the server was {lag_ms:.0f} ms behind (overloaded)"
+        for ref, role in job.models[len(kept) :]:
+            future: asyncio.Future[Score] = loop.create_future()
+            future.set_result(Score(ref, role, "busy", error=why))
+            futures[ref] = future
+        return futures
 
     async def _choose(
         self, live: _Live, futures: dict[str, asyncio.Future[Score]], start: float

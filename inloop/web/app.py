@@ -126,6 +126,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
         # Full garbage-collector passes over what was loaded would stall requests 100+ ms.
         tune_gc()
+        if rendezvous.lag is not None:
+            rendezvous.lag.reset()  # no request waited for the start-up: shed nothing for it
     try:
         yield
     finally:

@@ -297,7 +297,8 @@ def test_the_archive_holds_every_request_under_concurrent_load(
         )
         return [a.request_id for a in answers]
 
-    ids = run(ask, transport=LocalTransport(max_in_flight=1000))
+    # 300 requests at once hold the loop up: without shed=False later ones would be shed.
+    ids = run(ask, transport=LocalTransport(max_in_flight=1000), shed=False)
     assert len(set(ids)) == 300
     assert count_requests("busy") == 300
     views = list_requests("busy", limit=300)
@@ -328,3 +329,91 @@ def test_no_answer_at_all_is_an_error_not_a_wrong_answer(refs: dict[str, str]) -
     )
     with pytest.raises(NoAnswerError, match="the rule broke"):
         run(lambda r: r.predict("doomed", [[0.0] * 64]))
+
+
+def test_a_lagging_loop_sheds_models_then_recovers(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = digits
+    create_service(
+        "busy",
+        {
+            "champion": refs["strong"],
+            "challengers": [refs["weak"]],
+            "canary": refs["old"],
+            "fallback": refs["base"],
+            "schedule": {"deadline_ms": 40},
+        },
+        created_by="ana",
+        reason="launch",
+    )
+    batch = X[1500:1502].tolist()
+
+    async def make(rendezvous: Rendezvous) -> tuple[Any, Any, Any]:
+        calm = await rendezvous.predict("busy", batch)
+        time.sleep(0.2)  # the loop is stuck: requests arriving now are long overdue
+        behind = await rendezvous.predict("busy", batch)
+        await asyncio.sleep(0.3)  # the lag is gone
+        after = await rendezvous.predict("busy", batch)
+        return calm, behind, after
+
+    calm, behind, after = run(make)
+    assert (calm.role, calm.overloaded) == ("champion", False)
+    assert behind.fallback_used and behind.overloaded and behind.model == refs["base"]
+    assert behind.to_dict()["overloaded"] is True
+    assert (after.role, after.overloaded) == ("champion", False)
+    # The shed request is archived: the input, the fallback's answer, every model as busy.
+    archived = get_request("busy", behind.request_id)
+    assert archived.inputs == batch and archived.fallback_used
+    shed = {ref: s for ref, s in archived.scores.items() if ref != refs["base"]}
+    assert {s.status for s in shed.values()} == {"busy"} and len(shed) == 3
+    assert all("behind (overloaded)" in (s.error or "") for s in shed.values())
+    assert all(s.status == "ok" for s in get_request("busy", after.request_id).scores.values())
+
+
+def test_half_the_deadline_behind_only_the_champion_scores(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = digits
+    create_service(
+        "half",
+        {
+            "champion": refs["strong"],
+            "challengers": [refs["weak"]],
+            "fallback": refs["base"],
+            "schedule": {"deadline_ms": 300},
+        },
+        created_by="ana",
+        reason="launch",
+    )
+
+    async def make(rendezvous: Rendezvous) -> Any:
+        calm = await rendezvous.predict("half", X[:1].tolist())
+        time.sleep(0.2)  # 200 ms behind: past half the 300 ms deadline, short of all of it
+        return calm, await rendezvous.predict("half", X[:1].tolist())
+
+    calm, champion_only = run(make)
+    assert not calm.overloaded
+    assert champion_only.overloaded and champion_only.role == "champion"
+    scores = get_request("half", champion_only.request_id).scores
+    assert scores[refs["strong"]].status == "ok" and scores[refs["weak"]].status == "busy"
+
+
+def test_shedding_can_be_turned_off(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = digits
+    create_service(
+        "strict",
+        {"champion": refs["strong"], "fallback": refs["base"], "schedule": {"deadline_ms": 40}},
+        created_by="ana",
+        reason="launch",
+    )
+
+    async def make(rendezvous: Rendezvous) -> Any:
+        await rendezvous.predict("strict", X[:1].tolist())
+        time.sleep(0.2)
+        return await rendezvous.predict("strict", X[:1].tolist())
+
+    answer = run(make, shed=False)
+    assert answer.role == "champion" and not answer.overloaded

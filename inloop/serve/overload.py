@@ -1,0 +1,89 @@
+"""Load shedding: how far behind the event loop is, and what a request may still cost.
+
+A server past saturation queues requests before the rendezvous ever sees
+them, so deadlines counted from there stop meaning anything: at twice
+saturation every answer comes seconds late. The event loop's lag (how late a
+timer that should fire every few milliseconds actually fires) measures that
+queue. :class:`LoopLag` keeps it, and :func:`shed_level` turns it into how
+much work a new request gets, relative to the service's deadline:
+
+- ``0``: lag under half the deadline: every live model scores the request;
+- ``1``: lag of half the deadline or more: only the champion scores it (the
+  challengers and the canary answer nobody);
+- ``2``: lag of the whole deadline or more: the request would miss its
+  deadline whatever the models do, so the fallback answers at once.
+
+Shed requests are still answered, archived (the models that did not score
+them as ``busy``) and marked ``overloaded``. Cheaper answers let the server
+catch up, and the lag falls back below the thresholds.
+
+>>> shed_level(2.0, 50), shed_level(30.0, 50), shed_level(80.0, 50)
+(0, 1, 2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+__all__ = ["LoopLag", "shed_level"]
+
+
+def shed_level(lag_ms: float, deadline_ms: float) -> int:
+    """0 (score with every model), 1 (the champion only) or 2 (the fallback only)."""
+    if lag_ms >= deadline_ms:
+        return 2
+    if lag_ms >= deadline_ms / 2:
+        return 1
+    return 0
+
+
+class LoopLag:
+    """The running event loop's lag, measured by a timer every ``interval_s``.
+
+    :meth:`lag_ms` is the larger of the last tick's lateness and how overdue
+    the next tick is now, so a loop that is stuck right now reads as behind
+    before its timer fires, and one that has caught up reads as such one tick
+    later. Start it on the loop it measures; after blocking start-up work that
+    no request waited for, :meth:`reset` it; stop it with :meth:`stop`.
+    """
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0. Got {interval_s!r}.")
+        self.interval_s = interval_s
+        self._recent_ms = 0.0
+        self._due = time.perf_counter() + interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._due = time.perf_counter() + self.interval_s
+            self._task = asyncio.get_running_loop().create_task(self._tick(), name="inloop-lag")
+
+    def reset(self) -> None:
+        """Forget the lag so far (the next tick is due one interval from now)."""
+        self._recent_ms = 0.0
+        self._due = time.perf_counter() + self.interval_s
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def lag_ms(self) -> float:
+        if self._task is None:
+            return 0.0
+        overdue = (time.perf_counter() - self._due) * 1000.0
+        return max(self._recent_ms, overdue)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            now = time.perf_counter()
+            late = max(0.0, (now - self._due) * 1000.0)
+            self._recent_ms = late
+            self._due = now + self.interval_s
