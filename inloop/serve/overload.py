@@ -1,23 +1,27 @@
 """Load shedding: how far behind the event loop is, and what a request may still cost.
 
 A server past saturation queues requests before the rendezvous ever sees
-them, so deadlines counted from there stop meaning anything: at twice
-saturation every answer comes seconds late. The event loop's lag (how late a
-timer that should fire every few milliseconds actually fires) measures that
-queue. :class:`LoopLag` keeps it, and :func:`shed_level` turns it into how
-much work a new request gets, relative to the service's deadline:
+them: at twice saturation every answer would come seconds late. Two readings
+say how far behind it is: the event loop's lag (how late a timer that should
+fire every few milliseconds fires), which :class:`LoopLag` keeps, and how long
+the request has waited since it reached the server (the web app stamps its
+arrival). :func:`shed_level` turns them into how much work a new request gets,
+relative to the service's deadline:
 
-- ``0``: lag under half the deadline: every live model scores the request;
-- ``1``: lag of half the deadline or more: only the champion scores it (the
-  challengers and the canary answer nobody);
-- ``2``: lag of the whole deadline or more: the request would miss its
-  deadline whatever the models do, so the fallback answers at once.
+- ``0``: every live model scores the request;
+- ``1``: the loop lags half the deadline or more: only the champion scores it
+  (the challengers and the canary answer nobody);
+- ``2``: the loop lags the whole deadline, or the request has already waited
+  that long: it would miss its deadline whatever the models do, so the
+  fallback answers at once.
 
-Shed requests are still answered, archived (the models that did not score
-them as ``busy``) and marked ``overloaded``. Cheaper answers let the server
-catch up, and the lag falls back below the thresholds.
+The lag speaks for every request, the wait only for its own (it also counts
+slow work on the request itself, such as a first sign-in), so only the lag
+cuts the challengers. Shed requests are still answered, archived (the models
+that did not score them as ``busy``) and marked ``overloaded``. Cheaper
+answers let the server catch up, and it falls back below the thresholds.
 
->>> shed_level(2.0, 50), shed_level(30.0, 50), shed_level(80.0, 50)
+>>> shed_level(2.0, 30.0, 50), shed_level(30.0, 2.0, 50), shed_level(2.0, 80.0, 50)
 (0, 1, 2)
 """
 
@@ -30,9 +34,9 @@ import time
 __all__ = ["LoopLag", "shed_level"]
 
 
-def shed_level(lag_ms: float, deadline_ms: float) -> int:
+def shed_level(lag_ms: float, waited_ms: float, deadline_ms: float) -> int:
     """0 (score with every model), 1 (the champion only) or 2 (the fallback only)."""
-    if lag_ms >= deadline_ms:
+    if lag_ms >= deadline_ms or waited_ms >= deadline_ms:
         return 2
     if lag_ms >= deadline_ms / 2:
         return 1

@@ -92,7 +92,7 @@ class Answer:
     answer); ``role`` is ``'champion'``, ``'canary'`` or ``'fallback'``;
     ``probabilities`` has one row per instance in the order of ``classes``
     (None for a default answer). ``latency_ms`` runs from the request's
-    arrival at the rendezvous to its answer. ``overloaded`` is True when the
+    arrival (at the server, when served over HTTP) to its answer. ``overloaded`` is True when the
     server was too far behind to let every model score the request.
     """
 
@@ -369,16 +369,28 @@ class Rendezvous:
     # --- requests -------------------------------------------------------------------------
 
     async def predict(
-        self, service: str, instances: Sequence[Any], *, request_id: str | None = None
+        self,
+        service: str,
+        instances: Sequence[Any],
+        *,
+        request_id: str | None = None,
+        arrived: float | None = None,
     ) -> Answer:
         """Answer ``instances`` (a batch) for ``service`` by its current policy.
+
+        ``arrived`` (a :func:`time.perf_counter` reading; default: now) is when
+        the request reached the server: the schedule's times count from it, and
+        a request that waited long to get here is shed (see the module).
 
         Raises :class:`InvalidRequestError` when the instances are malformed or
         the champion says they do not fit it, :class:`NoAnswerError` when no
         model answered and the fallback failed,
         :class:`~inloop.serve.policy.ServiceNotFoundError` for an unknown service.
         """
-        start = time.perf_counter()
+        now = time.perf_counter()
+        start = now if arrived is None else min(arrived, now)
+        # Time queued before getting here; loading a new policy below does not count.
+        waited_ms = (now - start) * 1000.0
         received_at = datetime.now(UTC)
         batch = check_instances(instances)
         live = await self.live(service)
@@ -390,11 +402,12 @@ class Rendezvous:
             instances=batch,
             expires_at=time.time() + self.collect_s,
         )
-        level, lag_ms = 0, 0.0
+        level, behind_ms = 0, 0.0
         if self.lag is not None:
             lag_ms = self.lag.lag_ms()
-            level = shed_level(lag_ms, live.policy.schedule.deadline_ms)
-        futures = self._shed(job, level, lag_ms) if level else self.transport.submit(job)
+            level = shed_level(lag_ms, waited_ms, live.policy.schedule.deadline_ms)
+            behind_ms = max(lag_ms, waited_ms)
+        futures = self._shed(job, level, behind_ms) if level else self.transport.submit(job)
         # A refused or unanswerable request raises here: nothing is archived for it.
         chosen = await self._choose(live, futures, start)
         answer_score = self._fallback(live, batch) if chosen is None else chosen
@@ -415,12 +428,12 @@ class Rendezvous:
         self._track(self._collect(live, job, futures, received_at, answer, answer_score, start))
         return answer
 
-    def _shed(self, job: Job, level: int, lag_ms: float) -> dict[str, asyncio.Future[Score]]:
+    def _shed(self, job: Job, level: int, behind_ms: float) -> dict[str, asyncio.Future[Score]]:
         """Submit only the champion (level 1) or nothing (level 2); the rest are ``busy``."""
         loop = asyncio.get_running_loop()
         kept = job.models[:1] if level == 1 else ()
         futures = self.transport.submit(replace(job, models=kept)) if kept else {}
-        why = f"not scored: the server was {lag_ms:.0f} ms behind (overloaded)"
+        why = f"not scored: the server was {behind_ms:.0f} ms behind (overloaded)"
         for ref, role in job.models[len(kept) :]:
             future: asyncio.Future[Score] = loop.create_future()
             future.set_result(Score(ref, role, "busy", error=why))

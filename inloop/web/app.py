@@ -78,9 +78,10 @@ def create_app(
     app.state.templates = templates
     app.add_exception_handler(InloopError, _inloop_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # First: routes are matched in order, and /v1 is the path that must be fast.
+    app.include_router(serving_api.router)
     app.include_router(auth.router)
     app.include_router(api.router)
-    app.include_router(serving_api.router)
     if importlib.util.find_spec(_PAGES_MODULE) is not None:
         pages = importlib.import_module(_PAGES_MODULE)
         app.include_router(pages.router)
@@ -101,6 +102,9 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
         from inloop.serve.streams import RedisTransport
 
         transport = RedisTransport(url)
+    from inloop.web.serving import ArrivalStamp
+
+    app.add_middleware(ArrivalStamp)
     dispatcher = ActionDispatcher(engine)
     app.state.dispatcher = dispatcher
     app.state.rendezvous = Rendezvous(

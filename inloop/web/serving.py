@@ -83,7 +83,8 @@ Reviewer = Annotated[Principal, Depends(require("reviewer"))]
 Scientist = Annotated[Principal, Depends(require("scientist"))]
 
 
-def _rendezvous(request: Request) -> Rendezvous:
+async def _rendezvous(request: Request) -> Rendezvous:
+    # async: FastAPI runs a plain def dependency in a thread pool, two thread hops a request.
     found: Rendezvous | None = getattr(request.app.state, "rendezvous", None)
     if found is None:
         raise HTTPException(503, "Serving is off in this app (create_app(serving=False)).")
@@ -156,9 +157,25 @@ def _json(content: Any, status_code: int = 200) -> Response:
     )
 
 
+class ArrivalStamp:
+    """ASGI middleware: stamp when each request reached the app (``scope["inloop.arrived"]``).
+
+    The rendezvous counts a request's deadline from it, so time spent queued
+    in the server before the route runs counts too (and past saturation, sheds).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope["inloop.arrived"] = time.perf_counter()
+        await self.app(scope, receive, send)
+
+
 @router.post("/services/{name}/predict")
 async def predict(
-    name: str, body: PredictRequest, caller: Caller, rendezvous: RendezvousDep
+    name: str, body: PredictRequest, caller: Caller, rendezvous: RendezvousDep, request: Request
 ) -> Response:
     """Answer one instance or a batch by the service's current policy.
 
@@ -169,7 +186,9 @@ async def predict(
     instances = [body.instance] if single else body.instances
     assert instances is not None
     try:
-        answer = await rendezvous.predict(name, instances)
+        answer = await rendezvous.predict(
+            name, instances, arrived=request.scope.get("inloop.arrived")
+        )
     except NoAnswerError as exc:
         raise HTTPException(503, str(exc)) from None
     return _json(answer.to_dict(single=single))

@@ -38,6 +38,37 @@ def test_sklearn_model_matches_the_estimator(digits: tuple[np.ndarray, np.ndarra
     np.testing.assert_array_equal(model.predict(X[:20]), estimator.predict(X[:20]))
 
 
+class _Sharpened(LogisticRegression):
+    """A logistic regression whose probabilities are not plain softmax."""
+
+    def predict_proba(self, X: object) -> np.ndarray:
+        p = super().predict_proba(X) ** 2
+        return p / p.sum(axis=1, keepdims=True)
+
+
+def test_logistic_regression_scores_fast_only_where_it_equals_scikit_learn(
+    digits: tuple[np.ndarray, np.ndarray],
+) -> None:
+    X, y = digits
+    X = X / 16.0
+    multi = LogisticRegression(max_iter=2000).fit(X, y)
+    binary = LogisticRegression(max_iter=2000).fit(X, y % 2)
+    sharpened = _Sharpened(max_iter=2000).fit(X, y)
+    for estimator in (multi, binary, sharpened):
+        model = SklearnModel(estimator)
+        for batch in (X[:1], X[:50], (X[:3] * 16).astype(int)):
+            np.testing.assert_allclose(
+                model.predict_proba(batch), estimator.predict_proba(batch), rtol=1e-9, atol=1e-12
+            )
+    assert SklearnModel(multi)._linear is not None and SklearnModel(binary)._linear is not None
+    assert SklearnModel(sharpened)._linear is None  # the check caught the difference
+    # Input that is not finite goes to scikit-learn, which says what is wrong.
+    bad = X[:2].astype(float)
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        SklearnModel(multi).predict_proba(bad)
+
+
 def test_sklearn_without_predict_proba_is_one_hot(digits: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = digits
     estimator = LinearSVC().fit(X, y)

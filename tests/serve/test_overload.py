@@ -37,6 +37,8 @@ def test_the_lag_shows_a_stuck_loop_at_once_and_fades_after() -> None:
 
 
 def test_levels_by_the_deadline() -> None:
-    assert [shed_level(lag, 100) for lag in (0, 49.9, 50, 99.9, 100, 5000)] == [0, 0, 1, 1, 2, 2]
+    assert [shed_level(lag, 0, 100) for lag in (0, 49.9, 50, 99.9, 100, 5000)] == [0, 0, 1, 1, 2, 2]
+    # A request's own wait only decides whether it is past its deadline.
+    assert [shed_level(0, waited, 100) for waited in (60, 99.9, 100)] == [0, 0, 2]
     with pytest.raises(ValueError, match="interval_s must be > 0"):
         LoopLag(0)

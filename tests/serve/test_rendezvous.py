@@ -417,3 +417,25 @@ def test_shedding_can_be_turned_off(
 
     answer = run(make, shed=False)
     assert answer.role == "champion" and not answer.overloaded
+
+
+def test_a_request_that_waited_past_its_deadline_gets_the_fallback_at_once(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = digits
+    create_service(
+        "queued",
+        {"champion": refs["strong"], "fallback": refs["base"], "schedule": {"deadline_ms": 40}},
+        created_by="ana",
+        reason="launch",
+    )
+
+    async def make(rendezvous: Rendezvous) -> Any:
+        # As the web app passes it: the request reached the server 100 ms ago.
+        return await rendezvous.predict("queued", X[:1].tolist(), arrived=time.perf_counter() - 0.1)
+
+    answer = run(make)
+    assert answer.fallback_used and answer.overloaded
+    assert answer.latency_ms >= 100.0  # counted from the arrival
+    scores = get_request("queued", answer.request_id).scores
+    assert scores[refs["strong"]].status == "busy"

@@ -97,6 +97,7 @@ def test_predict_one_and_many_then_feedback(
     body = one.json()
     assert body["model"] == models["champion"] and body["role"] == "champion"
     assert body["fallback_used"] is False and body["revision"] == 1
+    assert body["overloaded"] is False
     assert body["prediction"] == int(y[1600]) and len(body["probabilities"]) == 10
     assert body["classes"] == list(range(10)) and body["latency_ms"] > 0
 
