@@ -45,16 +45,16 @@ def floor_app() -> FastAPI:
 
     from inloop.serve.registry import load
 
+    # The model as inloop loads it, so both servers make the same model call.
     loaded: Any = load(os.environ["INLOOP_BENCH_CHAMPION"])
-    estimator = loaded.estimator
-    classes = [int(c) for c in estimator.classes_]
+    classes = [int(c) for c in loaded.classes]
     model = os.environ["INLOOP_BENCH_CHAMPION"]
     app = FastAPI()
 
     @app.post("/v1/services/{name}/predict")
     async def predict(name: str, body: _Instance) -> Response:
         start = time.perf_counter()
-        proba = estimator.predict_proba(np.asarray([body.instance]))[0]
+        proba = loaded.predict_proba(np.asarray([body.instance]))[0]
         out = {
             "request_id": uuid.uuid4().hex,
             "model": model,

@@ -19,7 +19,8 @@ The raw client writes one precomputed request and reads the response by its
 whose overhead would otherwise cap the load on a 2-core machine (the
 benchmark measures both on the floor app). OUT gets one row per request:
 ``[due_s, latency_ms or None, status, role, fallback_used, request_id,
-server_latency_ms]`` (the last is the ``latency_ms`` the server reported).
+server_latency_ms, overloaded]`` (the server's ``latency_ms`` and
+``overloaded``; None from the floor).
 
 >>> _request_bytes("http://127.0.0.1:8000/v1/x", b"{}", {"A": "b"}).split(b"\\r\\n")[:2]
 [b'POST /v1/x HTTP/1.1', b'Host: 127.0.0.1:8000']
@@ -34,7 +35,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-#: A row per request: due time (s), latency (ms), HTTP status, role, fallback, id, server ms.
+#: A row per request: due time (s), latency (ms), HTTP status, role, fallback, id, server ms,
+#: overloaded.
 Row = list[Any]
 #: Give up on one request after this long (counted as lost, status 0).
 REQUEST_TIMEOUT_S = 10.0
@@ -84,15 +86,16 @@ class _RawConnection:
 
 
 def _row(due: float, latency_ms: float | None, status: int, body: bytes) -> Row:
-    role = fallback = request_id = server_ms = None
+    role = fallback = request_id = server_ms = overloaded = None
     if status == 200:
         try:
             answer = json.loads(body)
             role, fallback = answer.get("role"), answer.get("fallback_used")
             request_id, server_ms = answer.get("request_id"), answer.get("latency_ms")
+            overloaded = answer.get("overloaded")
         except ValueError:
             pass
-    return [round(due, 6), latency_ms, status, role, fallback, request_id, server_ms]
+    return [round(due, 6), latency_ms, status, role, fallback, request_id, server_ms, overloaded]
 
 
 def _now() -> float:
