@@ -31,6 +31,7 @@ from sqlalchemy import Engine, func, select
 
 from inloop.serve.models import ServeError
 from inloop.serve.policy import Policy, raise_service_not_found
+from inloop.serve.queues import take_batch
 from inloop.serve.scoring import Score
 from inloop.serve.tables import serve_feedback, serve_requests, serve_scores, serve_services
 from inloop.store.db import begin_write, get_engine
@@ -204,24 +205,11 @@ class ArchiveWriter:
         self._thread = None
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._write(batch)
-            if stop:
-                return
+        stop = False
+        while not stop:
+            batch, stop = take_batch(self._queue, self._max_batch)
+            if batch:
+                self._write(batch)
 
     def _write(self, batch: list[ArchivedRequest]) -> None:
         state = self._state

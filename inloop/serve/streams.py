@@ -40,6 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from inloop.serve.models import ServeError
+from inloop.serve.queues import take_batch
 from inloop.serve.scoring import Job, Score
 
 __all__ = [
@@ -269,21 +270,11 @@ class RedisTransport:
     # --- the sender thread ----------------------------------------------------------------
 
     def _send_loop(self) -> None:
-        while (first := self._outbox.get()) is not None:
-            batch = [first]
-            stop = False
-            while len(batch) < 256:
-                try:
-                    more = self._outbox.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._send(batch)
-            if stop:
-                return
+        stop = False
+        while not stop:
+            batch, stop = take_batch(self._outbox, 256)
+            if batch:
+                self._send(batch)
 
     def _send(self, batch: list[tuple[Job, list[_Pending]]]) -> None:
         errors: list[BaseException | None]

@@ -52,6 +52,7 @@ import redis
 
 from inloop.serve.models import LoadedModel, ServeError
 from inloop.serve.policy import Policy, current_policy
+from inloop.serve.queues import take_batch
 from inloop.serve.scoring import Job, Score, as_batch, score_model
 from inloop.serve.streams import (
     REPLY_TTL_S,
@@ -384,18 +385,12 @@ class _Worker:
     # --- scoring --------------------------------------------------------------------------
 
     def _lane_loop(self, lane: _Lane) -> None:
-        while (call := lane.calls.get()) is not None:
-            calls = [call]
-            # Jobs queued behind this one go out in the same round trip.
-            while len(calls) < _LANE_BATCH:
-                try:
-                    more = lane.calls.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    lane.calls.put(None)  # stop after this batch
-                    break
-                calls.append(more)
+        stop = False
+        while not stop:
+            # Jobs queued behind each other go out in one round trip.
+            calls, stop = take_batch(lane.calls, _LANE_BATCH)
+            if not calls:
+                break
             pipe = self.client.pipeline(transaction=False)
             for entry, role, X in calls:
                 try:

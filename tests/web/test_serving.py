@@ -32,6 +32,10 @@ from inloop.serve.tables import serve_services
 from inloop.web import create_app
 from inloop.web.auth import create_user
 
+#: These tests are about the API, not the deadline: a cold first request (a sign-in, loading
+#: the policy's models) on a busy CI machine may take longer than the default 50 ms.
+PATIENT = {"deadline_ms": 5000}
+
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[np.ndarray, np.ndarray]:
@@ -84,6 +88,7 @@ def test_predict_one_and_many_then_feedback(
             "challengers": [models["challenger"]],
             "canary": models["canary"],
             "fallback": models["base"],
+            "schedule": PATIENT,
         },
         created_by="ana",
         reason="launch",
@@ -139,7 +144,7 @@ def test_request_errors_say_what_is_accepted(
 ) -> None:
     create_service(
         "digits",
-        {"champion": models["champion"], "fallback": {"label": 0}},
+        {"champion": models["champion"], "fallback": {"label": 0}, "schedule": PATIENT},
         created_by="a",
         reason="t",
         engine=engine,
@@ -172,7 +177,7 @@ def test_promote_and_rollback_need_a_scientist_and_apply_at_once(
     X, _ = digits
     create_service(
         "digits",
-        {"champion": models["canary"], "fallback": models["base"]},
+        {"champion": models["canary"], "fallback": models["base"], "schedule": PATIENT},
         created_by="a",
         reason="t",
         engine=engine,
@@ -289,6 +294,7 @@ def test_disagreements_go_to_review_and_matches_fire_webhooks(
             "canary": models["canary"],
             "fallback": models["base"],
             "review": {"project": "digits-review", "per_hour_budget": 5},
+            "schedule": PATIENT,
             "actions": [
                 {"name": "sevens", "url": url, "when": {"label": 7, "min_probability": 0.8}}
             ],
