@@ -16,8 +16,9 @@ walks the policy's :class:`~inloop.serve.policy.Schedule`:
 So every request is answered by the deadline, whatever the models do. Past
 saturation, requests queue before they reach the rendezvous; when the event
 loop lags half the service's deadline only the champion scores new requests,
-and at the whole deadline the fallback answers them at once, marked
-``overloaded`` (see :mod:`inloop.serve.overload`). After
+and a whole deadline behind (or for a request that has already waited that
+long) the fallback answers at once, marked ``overloaded`` (see
+:mod:`inloop.serve.overload`). After
 answering, the remaining scores are collected in the background (up to
 ``collect_s``) and the request, every score (a missing one as ``timeout``),
 the answer and the latencies go to the :class:`~inloop.serve.archive.ArchiveWriter`.
@@ -92,8 +93,9 @@ class Answer:
     answer); ``role`` is ``'champion'``, ``'canary'`` or ``'fallback'``;
     ``probabilities`` has one row per instance in the order of ``classes``
     (None for a default answer). ``latency_ms`` runs from the request's
-    arrival (at the server, when served over HTTP) to its answer. ``overloaded`` is True when the
-    server was too far behind to let every model score the request.
+    arrival (at the server, when served over HTTP) to its answer.
+    ``overloaded`` is True when the server was too far behind to let every
+    model score the request.
     """
 
     request_id: str
