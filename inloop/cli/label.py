@@ -18,14 +18,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
+
+from inloop.cli.progress import progress_bar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -140,18 +135,6 @@ def _pick_format(path: Path, format: str | None, formats: dict[str, str], verb: 
     return format
 
 
-def _progress(console: Console, label: str) -> Progress:
-    return Progress(
-        TextColumn(escape(label)),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-
-
 def _file_items(
     path: Path,
     format: str,
@@ -161,7 +144,7 @@ def _file_items(
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     from inloop.label.io import read_file_items
 
-    with _progress(console, f"Reading {path.name}") as progress:
+    with progress_bar(console, f"Reading {path.name}") as progress:
         task = progress.add_task("read", total=path.stat().st_size)
         return read_file_items(
             path,
@@ -241,7 +224,7 @@ def _write_items(
     """Insert items and their labels in one transaction; returns (items, labels)."""
     from inloop.label.io import write_import
 
-    with _progress(console, f"Importing into {name}") as progress:
+    with progress_bar(console, f"Importing into {name}") as progress:
         task = progress.add_task("write", total=len(items))
         result = write_import(
             name, items, labels, annotator=_IMPORTER, on_written=lambda n: progress.advance(task, n)

@@ -16,8 +16,9 @@ from types import ModuleType
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+from inloop.cli.progress import progress_bar
 
 __all__ = ["evaluate_cmd", "parse_when", "replay"]
 
@@ -62,19 +63,6 @@ def parse_when(value: str | None, what: str, now: datetime | None = None) -> dat
     return parsed.astimezone(UTC) if parsed.tzinfo is None else parsed
 
 
-def _progress() -> Progress:
-    console = _cli()._stderr()
-    return Progress(
-        TextColumn("Replaying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-
-
 def replay(
     service: str = typer.Argument(..., help="The service whose archived requests to replay."),
     model: str = typer.Option(..., "--model", "-m", help="The candidate model version, name@N."),
@@ -91,7 +79,7 @@ def replay(
 
         start = parse_when(since, "--since")
         end = parse_when(until, "--until")
-        with _progress() as bar:
+        with progress_bar(_cli()._stderr(), "Replaying") as bar:
             task = bar.add_task("replay", total=None)
             report = run_replay(
                 service,

@@ -40,15 +40,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Engine, bindparam, select
 
 from inloop.serve.models import ServeError
-from inloop.serve.policy import Action, Policy, raise_service_not_found
+from inloop.serve.policy import Action, Policy, find_service_id
 from inloop.serve.tables import (
     DELIVERY_STATUSES,
     serve_deliveries,
     serve_policies,
-    serve_services,
 )
 from inloop.store.db import begin_write, get_engine
 
@@ -418,7 +417,7 @@ class ActionDispatcher:
         ).where(serve_deliveries.c.status == "pending")
         with self.engine.connect() as conn:
             if service is not None:
-                service_id = _service_id(conn, service)
+                service_id = find_service_id(conn, service)
                 query = query.where(serve_deliveries.c.service_id == service_id)
             rows = conn.execute(query.order_by(serve_deliveries.c.delivery_id)).all()
             policies: dict[tuple[int, int], Policy | None] = {}
@@ -572,15 +571,6 @@ def _task(delivery_id: int, action: Action, payload: Mapping[str, Any], attempts
     )
 
 
-def _service_id(conn: Connection, service: str) -> int:
-    found = conn.execute(
-        select(serve_services.c.service_id).where(serve_services.c.name == service)
-    ).scalar()
-    if found is None:
-        raise_service_not_found(conn, service)
-    return int(found)
-
-
 def list_deliveries(
     service: str,
     *,
@@ -603,7 +593,7 @@ def list_deliveries(
         raise ServeError(f"The 'limit' of list_deliveries must be an int >= 1. Got {limit!r}.")
     eng = engine if engine is not None else get_engine()
     with eng.connect() as conn:
-        service_id = _service_id(conn, service)
+        service_id = find_service_id(conn, service)
         query = select(serve_deliveries).where(serve_deliveries.c.service_id == service_id)
         if status is not None:
             query = query.where(serve_deliveries.c.status == status)

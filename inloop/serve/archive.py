@@ -30,10 +30,10 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from inloop.serve.models import ServeError
-from inloop.serve.policy import Policy, raise_service_not_found
+from inloop.serve.policy import Policy, find_service_id
 from inloop.serve.queues import take_batch
 from inloop.serve.scoring import Score
-from inloop.serve.tables import serve_feedback, serve_requests, serve_scores, serve_services
+from inloop.serve.tables import serve_feedback, serve_requests, serve_scores
 from inloop.store.db import begin_write, get_engine
 
 __all__ = [
@@ -284,15 +284,6 @@ def _engine(engine: Engine | None) -> Engine:
     return engine if engine is not None else get_engine()
 
 
-def _service_id(conn: Any, service: str) -> int:
-    found = conn.execute(
-        select(serve_services.c.service_id).where(serve_services.c.name == service)
-    ).scalar()
-    if found is None:
-        raise_service_not_found(conn, service)
-    return int(found)
-
-
 def _views(conn: Any, service: str, rows: Sequence[Mapping[Any, Any]]) -> list[RequestView]:
     """The requests of ``rows`` with their scores and newest feedback: three queries in all."""
     ids = [row["request_id"] for row in rows]
@@ -330,7 +321,7 @@ def _views(conn: Any, service: str, rows: Sequence[Mapping[Any, Any]]) -> list[R
 def get_request(service: str, request_id: str, *, engine: Engine | None = None) -> RequestView:
     """The archived request ``request_id`` of ``service``, with its scores and feedback."""
     with _engine(engine).connect() as conn:
-        service_id = _service_id(conn, service)
+        service_id = find_service_id(conn, service)
         row = conn.execute(
             select(serve_requests).where(
                 serve_requests.c.request_id == request_id,
@@ -358,7 +349,7 @@ def list_requests(
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ServeError(f"limit must be a positive int. Got {limit!r}.")
     with _engine(engine).connect() as conn:
-        service_id = _service_id(conn, service)
+        service_id = find_service_id(conn, service)
         query = select(serve_requests).where(serve_requests.c.service_id == service_id)
         if since is not None:
             query = query.where(serve_requests.c.received_at >= since)
@@ -371,7 +362,7 @@ def list_requests(
 def count_requests(service: str, *, engine: Engine | None = None) -> int:
     """How many requests of ``service`` the archive holds."""
     with _engine(engine).connect() as conn:
-        service_id = _service_id(conn, service)
+        service_id = find_service_id(conn, service)
         return int(
             conn.execute(
                 select(func.count())

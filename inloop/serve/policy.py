@@ -433,13 +433,14 @@ def _named_refs(policy: Policy) -> list[tuple[str, str]]:
     return out
 
 
-def _service_id_for_write(conn: Connection, service: str) -> int:
-    """The service's id, its row locked until the transaction ends."""
-    query = (
-        select(serve_services.c.service_id)
-        .where(serve_services.c.name == service)
-        .with_for_update()
-    )
+def find_service_id(conn: Connection, service: str, *, for_update: bool = False) -> int:
+    """The service's id; :class:`ServiceNotFoundError` (listing the services) if there is none.
+
+    ``for_update`` locks its row until the transaction ends.
+    """
+    query = select(serve_services.c.service_id).where(serve_services.c.name == service)
+    if for_update:
+        query = query.with_for_update()
     found = conn.execute(query).scalar()
     if found is None:
         raise_service_not_found(conn, service)
@@ -587,26 +588,16 @@ def current_policy(service: str, *, engine: Engine | None = None) -> PolicyRevis
     """The newest revision of the service's policy: the one requests are served with."""
     service = _check_name(service)
     with _engine(engine).connect() as conn:
-        found = conn.execute(
-            select(serve_services.c.service_id).where(serve_services.c.name == service)
-        ).scalar()
-        if found is None:
-            raise_service_not_found(conn, service)
-        return _latest(conn, int(found), service)
+        return _latest(conn, find_service_id(conn, service), service)
 
 
 def policy_history(service: str, *, engine: Engine | None = None) -> list[PolicyRevision]:
     """Every revision of the service's policy, oldest first."""
     service = _check_name(service)
     with _engine(engine).connect() as conn:
-        found = conn.execute(
-            select(serve_services.c.service_id).where(serve_services.c.name == service)
-        ).scalar()
-        if found is None:
-            raise_service_not_found(conn, service)
         rows = conn.execute(
             select(*_POLICY_COLUMNS)
-            .where(serve_policies.c.service_id == found)
+            .where(serve_policies.c.service_id == find_service_id(conn, service))
             .order_by(serve_policies.c.revision)
         ).all()
     return [_revision_from_row(service, r._mapping) for r in rows]
@@ -628,7 +619,7 @@ def set_policy(
     eng = _engine(engine)
     _check_registered(checked, eng)
     with begin_write(eng) as conn:
-        service_id = _service_id_for_write(conn, service)
+        service_id = find_service_id(conn, service, for_update=True)
         return _append(conn, service_id, service, checked, action="set", by=by, reason=reason)
 
 
@@ -659,7 +650,7 @@ def promote(
     except ModelNotFoundError as exc:
         raise PolicyError(f"Cannot promote {ref!r}: {exc}") from None
     with begin_write(eng) as conn:
-        service_id = _service_id_for_write(conn, service)
+        service_id = find_service_id(conn, service, for_update=True)
         current = _latest(conn, service_id, service).policy
         if current.champion == ref:
             raise PolicyError(
@@ -704,7 +695,7 @@ def rollback(
             f"for the one before the current one. Got {to_revision!r}."
         )
     with begin_write(_engine(engine)) as conn:
-        service_id = _service_id_for_write(conn, service)
+        service_id = find_service_id(conn, service, for_update=True)
         current = _latest(conn, service_id, service)
         target = current.revision - 1 if to_revision is None else to_revision
         if target < 1 or target >= current.revision:

@@ -41,10 +41,10 @@ from rich.table import Table
 from sqlalchemy import Connection, Engine, and_, exists, func, or_, select
 
 from inloop.serve.models import LoadedModel, ServeError
-from inloop.serve.policy import current_policy
+from inloop.serve.policy import find_service_id
 from inloop.serve.registry import load
 from inloop.serve.scoring import as_batch, score_model
-from inloop.serve.tables import serve_feedback, serve_requests, serve_scores, serve_services
+from inloop.serve.tables import serve_feedback, serve_requests, serve_scores
 from inloop.store.db import get_engine
 
 if TYPE_CHECKING:
@@ -290,16 +290,6 @@ def _check_count(value: object, what: str, allow_none: bool) -> None:
         raise ServeError(f"The '{what}' parameter of replay must be {accepted}. Got {value!r}.")
 
 
-def _service_id(conn: Connection, service: str, engine: Engine) -> int:
-    found = conn.execute(
-        select(serve_services.c.service_id).where(serve_services.c.name == service)
-    ).scalar()
-    if found is None:
-        current_policy(service, engine=engine)  # raises ServiceNotFoundError, listing services
-        raise AssertionError("unreachable")  # pragma: no cover
-    return int(found)
-
-
 def _window_filter(service_id: int, since: datetime | None, until: datetime | None) -> Any:
     """Requests of the service received in ``[since, until)``."""
     requests = serve_requests.c
@@ -508,7 +498,7 @@ def replay(
     ref = f"{candidate.name}@{candidate.version}"
     tally = _Tally()
     with eng.connect() as conn:
-        service_id = _service_id(conn, service, eng)
+        service_id = find_service_id(conn, service)
         where = _window_filter(service_id, since, until)
         total = int(
             conn.execute(select(func.count()).select_from(serve_requests).where(where)).scalar()
@@ -573,7 +563,7 @@ def evaluate(
     eng = engine if engine is not None else get_engine()
     tallies: dict[str, _ModelTally] = {}
     with eng.connect() as conn:
-        service_id = _service_id(conn, service, eng)
+        service_id = find_service_id(conn, service)
         has_feedback = exists(
             select(serve_feedback.c.feedback_id).where(
                 serve_feedback.c.request_id == serve_requests.c.request_id

@@ -29,9 +29,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from inloop.serve.archive import ArchivedRequest
-from inloop.serve.policy import raise_service_not_found
+from inloop.serve.policy import find_service_id
 from inloop.serve.scoring import Score
-from inloop.serve.tables import serve_review_items, serve_services
+from inloop.serve.tables import serve_review_items
 from inloop.store.db import begin_write, get_engine
 
 __all__ = ["ReviewRouter", "RoutedItem", "review_reasons", "routed_items"]
@@ -222,11 +222,7 @@ def routed_items(
     """The instances of ``service`` sent for review, newest first."""
     eng = engine if engine is not None else get_engine()
     with eng.connect() as conn:
-        service_id = conn.execute(
-            select(serve_services.c.service_id).where(serve_services.c.name == service)
-        ).scalar()
-        if service_id is None:
-            raise_service_not_found(conn, service)
+        service_id = find_service_id(conn, service)
         query = select(serve_review_items).where(serve_review_items.c.service_id == service_id)
         if since is not None:
             query = query.where(serve_review_items.c.routed_at >= since)

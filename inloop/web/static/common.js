@@ -142,6 +142,15 @@ window.inloop = (function () {
     );
   }
 
+  /* Run `action` on a click; the button gives up focus first, since a focused button
+     would answer again on Space or Enter. */
+  function onClick(button, action) {
+    button.addEventListener("click", () => {
+      button.blur();
+      action();
+    });
+  }
+
   /* Labels per minute since `since` (ms), or "–" before there is enough to say. */
   function perMinute(count, since) {
     const minutes = (Date.now() - since) / 60000;
@@ -149,5 +158,5 @@ window.inloop = (function () {
     return (count / Math.max(minutes, 1 / 60)).toFixed(1);
   }
 
-  return { ApiError, api, config, el, renderItem, showError, typingInField, perMinute };
+  return { ApiError, api, config, el, renderItem, showError, typingInField, onClick, perMinute };
 })();

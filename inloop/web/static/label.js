@@ -230,21 +230,14 @@
   }
 
   document.querySelectorAll(".class-btn").forEach((button) => {
-    button.addEventListener("click", () => {
-      button.blur(); // a focused button would answer again on Space or Enter
+    inloop.onClick(button, () => {
       if (multi) toggle(button.dataset.label);
       else answer(button.dataset.label);
     });
   });
   const buttons = [["skip", () => answer(null)], ["undo", undo]];
   if (multi) buttons.push(["submit", submitChosen]);
-  for (const [id, action] of buttons) {
-    const button = document.getElementById(id);
-    button.addEventListener("click", () => {
-      button.blur();
-      action();
-    });
-  }
+  for (const [id, action] of buttons) inloop.onClick(document.getElementById(id), action);
 
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;

@@ -130,17 +130,10 @@
   }
 
   document.querySelectorAll(".class-btn").forEach((button) => {
-    button.addEventListener("click", () => {
-      button.blur();
-      decide("change", button.dataset.label);
-    });
+    inloop.onClick(button, () => decide("change", button.dataset.label));
   });
   for (const [id, action] of [["keep", () => decide("keep", null)], ["skip", later]]) {
-    const button = document.getElementById(id);
-    button.addEventListener("click", () => {
-      button.blur();
-      action();
-    });
+    inloop.onClick(document.getElementById(id), action);
   }
 
   document.addEventListener("keydown", (event) => {
