@@ -10,11 +10,12 @@
   (:data:`WORKER_GROUP`), so each job goes to one worker, which scores it with
   every model the job names;
 - ``{prefix}:replies:{uuid}`` — one reply stream per transport (per server
-  process); workers append one ``score`` entry per model and job to it.
+  process); workers append the scores of their jobs to it.
 
 A job's fields are ``job`` (JSON: request_id, service, revision, models,
-instances, expires_at) and ``reply`` (the reply stream's name); a reply's one field
-``score`` is the JSON of :meth:`Score.to_dict` plus ``request_id``.
+instances, expires_at) and ``reply`` (the reply stream's name). A reply's one
+field ``scores`` is a JSON list of scores, each :meth:`Score.to_dict` plus
+``request_id``: a worker sends what it scored together in one entry.
 
 >>> job_key("inloop:serve", "digits"), reply_key("inloop:serve", "1f2e")
 ('inloop:serve:digits:requests', 'inloop:serve:replies:1f2e')
@@ -29,18 +30,24 @@ import asyncio
 import contextlib
 import json
 import logging
-import queue
-import threading
 import time
 import uuid
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from inloop.serve.models import ServeError
-from inloop.serve.queues import take_batch
+from inloop.serve.resp import (
+    RedisConnectionError,
+    RedisReplyError,
+    RespConnection,
+    open_connection,
+    pack,
+    parse_address,
+)
 from inloop.serve.scoring import Job, Score
 
 __all__ = [
@@ -63,8 +70,10 @@ logger = logging.getLogger("inloop.serve.streams")
 WORKER_GROUP = "workers"
 #: A reply stream expires this long after its last refresh, so a crashed server's stream vanishes.
 REPLY_TTL_S = 3600
-#: How long the reader blocks on the reply stream per call: also how soon it sees close().
-_READ_BLOCK_MS = 250
+#: How long one XREAD on the reply stream blocks (close() does not wait for it).
+_READ_BLOCK_MS = 1000
+#: How long after a failed connection to Redis the next one is tried.
+_RETRY_S = 0.5
 #: How often the reader trims its reply stream and refreshes its expiry, and old futures go.
 _HOUSEKEEPING_S = 0.5
 #: Futures never answered are forgotten after this long (the longest deadline is 60 s).
@@ -171,10 +180,14 @@ class RedisTransport:
     ``maxlen`` bounds each requests stream (trimmed approximately). Redis is
     pinged here, so a wrong URL fails at startup, not on the first request.
 
-    :meth:`submit` never waits for Redis. The Redis work runs in two threads
-    off the event loop: a sender that writes jobs (several in one pipeline
-    under load) and a reader that blocks on the reply stream and hands the
-    scores to the loop in batches. Run workers with ``inloop serve worker SERVICE``.
+    :meth:`submit` never waits for Redis. The jobs of one turn of the event
+    loop go out in one write on the sender connection; a reader task blocks
+    on the reply stream on a second one and settles the futures. Both are
+    :class:`~inloop.serve.resp.RespConnection`\\ s on the loop itself: a
+    thread would cost a GIL hand-over per job. While Redis cannot be reached,
+    jobs get ``error`` scores at once (the rendezvous answers with the
+    fallback) and a connection is tried again every half second. Run workers
+    with ``inloop serve worker SERVICE``.
     """
 
     def __init__(
@@ -183,34 +196,27 @@ class RedisTransport:
         if maxlen < 1:
             raise ServeError(f"The 'maxlen' of RedisTransport must be an int >= 1. Got {maxlen!r}.")
         self.url = resolve_stream_url(url)
+        self._address = parse_address(self.url)
         check_reachable(self.url)
         self.prefix = prefix
         self.maxlen = maxlen
-        self.reply_stream = reply_key(prefix, uuid.uuid4().hex)
-        # Its pool gives the sender and the reader a connection each; no socket_timeout,
-        # as the reader blocks on XREAD.
-        self._redis = redis.Redis.from_url(
-            self.url, socket_connect_timeout=2, decode_responses=True
-        )
-        # Touched on the event loop only; the threads reach them through call_soon_threadsafe.
+        instance = uuid.uuid4().hex
+        self.reply_stream = reply_key(prefix, instance)
+        self.client_name = f"inloop-server-{instance[:12]}"  # both connections, in CLIENT LIST
+        # All of it is touched on the event loop only.
         self._futures: dict[tuple[str, str], tuple[asyncio.Future[Score], float]] = {}
         self._forgotten_at = 0.0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._outbox: queue.SimpleQueue[tuple[Job, list[_Pending]] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
+        self._outbox: list[tuple[Job, list[_Pending]]] = []
+        self._flush_due = False
+        self._sender: RespConnection | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._retry_at = 0.0  # after a failed connection, jobs fail at once until then
+        self._sender_error: Exception | None = None
+        self._reader: asyncio.Task[None] | None = None
         self._closed = False
 
     def __repr__(self) -> str:
         return f"<RedisTransport {safe_url(self.url)} prefix={self.prefix!r}>"
-
-    def _start_threads(self) -> None:
-        if self._threads:
-            return
-        self._loop = asyncio.get_running_loop()
-        for target, name in ((self._send_loop, "sender"), (self._read_loop, "reader")):
-            thread = threading.Thread(target=target, name=f"inloop-redis-{name}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
 
     async def prepare(self, service: str, revision: int, refs: Sequence[str]) -> None:
         """Create the workers' consumer group on the service's requests stream.
@@ -222,16 +228,23 @@ class RedisTransport:
             raise ServeError(f"{self!r} is closed; create a new RedisTransport.")
         stream = job_key(self.prefix, service)
         try:
-            await asyncio.to_thread(create_group, self._redis, stream)
-        except redis.RedisError as exc:
+            sender = await self._sender_connection()
+            await sender.call("XGROUP", "CREATE", stream, WORKER_GROUP, "$", "MKSTREAM")
+        except RedisReplyError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise ServeError(
+                    f"Cannot create the consumer group {WORKER_GROUP!r} on {stream} at "
+                    f"{safe_url(self.url)} ({exc})."
+                ) from None
+        except RedisConnectionError as exc:
             raise ServeError(
                 f"Cannot create the consumer group {WORKER_GROUP!r} on {stream} at "
                 f"{safe_url(self.url)} ({exc}). Check that Redis is up (INLOOP_STREAM_URL)."
             ) from None
-        self._start_threads()
+        self._start_reader()
 
     def submit(self, job: Job) -> dict[str, asyncio.Future[Score]]:
-        """One future per model of ``job``; the job is sent by the sender thread."""
+        """One future per model of ``job``; the job goes out at the end of this loop turn."""
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         futures: dict[str, asyncio.Future[Score]] = {}
@@ -244,8 +257,11 @@ class RedisTransport:
         if self._closed:
             _fail(pending, f"the RedisTransport to {safe_url(self.url)} is closed")
             return futures
-        self._start_threads()
-        self._outbox.put((job, pending))
+        self._start_reader()
+        self._outbox.append((job, pending))
+        if not self._flush_due:
+            self._flush_due = True
+            loop.call_soon(self._flush)
         if now - self._forgotten_at >= _HOUSEKEEPING_S:
             self._forgotten_at = now
             self._forget(now)
@@ -259,123 +275,160 @@ class RedisTransport:
                 break
             del self._futures[key]
 
-    def _call(self, callback: Any, *args: Any) -> None:
-        """Run ``callback(*args)`` on the event loop, from a thread."""
-        assert self._loop is not None  # set before the threads start
+    # --- sending --------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write the jobs waiting in the outbox, or connect first."""
+        self._flush_due = False
+        if not self._outbox or self._closed:
+            return
+        sender = self._sender
+        if sender is not None and sender.is_open:
+            batch, self._outbox = self._outbox, []
+            sender.send_all(
+                [(self._xadd(job), partial(self._sent, job, pending)) for job, pending in batch]
+            )
+        elif time.monotonic() < self._retry_at:
+            batch, self._outbox = self._outbox, []
+            self._fail_jobs(batch, "Redis was not reachable moments ago")
+        elif self._connecting is None:
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        """Open the sender connection; the jobs waiting for it go out, or fail without it."""
         try:
-            self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:
-            pass  # the loop has closed: nobody waits for these any more
+            self._sender = await open_connection(self._address, self.client_name)
+        except (RedisConnectionError, RedisReplyError) as exc:
+            self._retry_at = time.monotonic() + _RETRY_S
+            self._sender_error = exc
+            batch, self._outbox = self._outbox, []
+            self._fail_jobs(batch, str(exc))
+        finally:
+            self._connecting = None
+        self._flush()
 
-    # --- the sender thread ----------------------------------------------------------------
+    async def _sender_connection(self) -> RespConnection:
+        """The sender connection, opened if need be (one opening at a time)."""
+        if self._sender is None or not self._sender.is_open:
+            if self._connecting is None:
+                self._connecting = asyncio.get_running_loop().create_task(self._connect())
+            await asyncio.shield(self._connecting)
+        if self._sender is None or not self._sender.is_open:
+            raise self._sender_error or RedisConnectionError("the connection to Redis is closed")
+        return self._sender
 
-    def _send_loop(self) -> None:
-        stop = False
-        while not stop:
-            batch, stop = take_batch(self._outbox, 256)
-            if batch:
-                self._send(batch)
-
-    def _send(self, batch: list[tuple[Job, list[_Pending]]]) -> None:
-        errors: list[BaseException | None]
-        try:
-            if len(batch) == 1:
-                self._xadd(self._redis, batch[0][0])
-                errors = [None]
-            else:
-                pipe = self._redis.pipeline(transaction=False)
-                for job, _ in batch:
-                    self._xadd(pipe, job)
-                results = pipe.execute(raise_on_error=False)
-                errors = [r if isinstance(r, Exception) else None for r in results]
-        except (redis.RedisError, OSError) as exc:
-            errors = [exc] * len(batch)
-        failed = [
-            (job, pending, error)
-            for (job, pending), error in zip(batch, errors, strict=True)
-            if error is not None
-        ]
-        if failed:
-            self._call(self._fail_jobs, failed)
-
-    def _xadd(self, client: Any, job: Job) -> Any:
-        fields = {"job": encode_job(job), "reply": self.reply_stream}
-        return client.xadd(
-            job_key(self.prefix, job.service), fields, maxlen=self.maxlen, approximate=True
+    def _xadd(self, job: Job) -> bytes:
+        return pack(
+            "XADD",
+            job_key(self.prefix, job.service),
+            "MAXLEN",
+            "~",
+            self.maxlen,
+            "*",
+            "job",
+            encode_job(job),
+            "reply",
+            self.reply_stream,
         )
 
-    def _fail_jobs(self, failed: list[tuple[Job, list[_Pending], BaseException]]) -> None:
-        for job, pending, error in failed:
-            logger.warning("could not send job %s to redis: %s", job.request_id, error)
+    def _sent(self, job: Job, pending: list[_Pending], reply: Any) -> None:
+        if isinstance(reply, Exception):
+            self._fail_jobs([(job, pending)], str(reply))
+
+    def _fail_jobs(self, batch: list[tuple[Job, list[_Pending]]], error: str) -> None:
+        if not batch:
+            return
+        logger.warning("could not put %d job(s) on redis: %s", len(batch), error)
+        for job, pending in batch:
             _fail(pending, f"could not put the job on redis {safe_url(self.url)}: {error}")
             for ref, _, _ in pending:
                 self._futures.pop((job.request_id, ref), None)
 
-    # --- the reader thread ----------------------------------------------------------------
+    # --- reading --------------------------------------------------------------------------
 
-    def _read_loop(self) -> None:
-        last_id = "0-0"
+    def _start_reader(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read_replies())
+
+    async def _read_replies(self) -> None:
+        """Block on the reply stream; settle the futures of the scores that arrive."""
+        last_id: bytes = b"0-0"
         housekeeping = 0.0
-        while not self._closed:
-            try:
-                response: Any = self._redis.xread(
-                    {self.reply_stream: last_id}, block=_READ_BLOCK_MS
-                )
-                scores = []
-                for _stream, entries in response or ():
-                    for entry_id, fields in entries:
-                        last_id = entry_id
-                        parsed = self._parse(fields)
-                        if parsed is not None:
-                            scores.append(parsed)
-                if scores:
-                    self._call(self._resolve, scores)
-                now = time.monotonic()
-                if now - housekeeping >= _HOUSEKEEPING_S:
-                    housekeeping = now
-                    # Entries before the last one read are done with; keep the stream small.
-                    pipe = self._redis.pipeline(transaction=False)
-                    pipe.xtrim(self.reply_stream, minid=last_id, approximate=False)
-                    pipe.expire(self.reply_stream, REPLY_TTL_S)
-                    pipe.execute()
-            except (redis.RedisError, OSError) as exc:
-                if self._closed:
-                    return
-                logger.warning("reading replies from %s failed: %s", self.reply_stream, exc)
-                time.sleep(0.5)
-
-    def _parse(self, fields: dict[str, str]) -> tuple[tuple[str, str], Score] | None:
+        conn: RespConnection | None = None
         try:
-            data = json.loads(fields["score"])
-            key = (str(data.pop("request_id")), str(data["model"]))
-            return key, Score.from_dict(data)
-        except (KeyError, TypeError, ValueError):
-            logger.warning("ignoring a malformed reply on %s: %r", self.reply_stream, fields)
-            return None
+            while not self._closed:
+                try:
+                    if conn is None or not conn.is_open:
+                        conn = await open_connection(self._address, self.client_name)
+                    response = await conn.call(
+                        "XREAD", "BLOCK", _READ_BLOCK_MS, "STREAMS", self.reply_stream, last_id
+                    )
+                    for _stream, entries in response or ():
+                        for entry_id, fields in entries:
+                            last_id = entry_id
+                            self._resolve(fields)
+                    now = time.monotonic()
+                    if now - housekeeping >= _HOUSEKEEPING_S:
+                        housekeeping = now
+                        # Entries before the last one read are done with; keep the stream small.
+                        # Sent without waiting: their replies come before the next XREAD's.
+                        trim = pack("XTRIM", self.reply_stream, "MINID", last_id)
+                        expire = pack("EXPIRE", self.reply_stream, REPLY_TTL_S)
+                        conn.send(trim, _log_refusal)
+                        conn.send(expire, _log_refusal)
+                except (RedisConnectionError, RedisReplyError) as exc:
+                    if self._closed:
+                        return
+                    logger.warning("reading replies from %s failed: %s", self.reply_stream, exc)
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                    await asyncio.sleep(_RETRY_S)
+        finally:
+            if conn is not None:
+                conn.close()
 
-    def _resolve(self, scores: list[tuple[tuple[str, str], Score]]) -> None:
-        for key, score in scores:
+    def _resolve(self, fields: list[bytes]) -> None:
+        try:
+            scores = json.loads(fields[fields.index(b"scores") + 1])
+            parsed = [
+                ((str(data.pop("request_id")), str(data["model"])), Score.from_dict(data))
+                for data in scores
+            ]
+        except (IndexError, KeyError, TypeError, ValueError, AttributeError):
+            logger.warning("ignoring a malformed reply on %s: %r", self.reply_stream, fields)
+            return
+        for key, score in parsed:
             found = self._futures.pop(key, None)
             if found is not None and not found[0].done():
                 found[0].set_result(score)
             # else: a late score for a request the server already gave up on.
 
     async def close(self) -> None:
-        """Stop the threads, delete the reply stream, close the connections.
+        """Stop reading, delete the reply stream, close the connections.
 
         Futures still pending stay pending: the caller times them out.
         """
         if self._closed:
             return
         self._closed = True
-        self._outbox.put(None)
-        threads, self._threads = self._threads, []
-        for thread in threads:
-            await asyncio.to_thread(thread.join, _READ_BLOCK_MS / 1000 + 2.0)
-        with contextlib.suppress(redis.RedisError, OSError):
-            await asyncio.to_thread(self._redis.delete, self.reply_stream)
-        self._redis.close()
+        for task in (self._reader, self._connecting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        sender = self._sender
+        if sender is not None:
+            with contextlib.suppress(RedisConnectionError, RedisReplyError, TimeoutError):
+                await asyncio.wait_for(sender.call("DEL", self.reply_stream), 2.0)
+            sender.close()
+        self._outbox.clear()
         self._futures.clear()
+
+
+def _log_refusal(reply: Any) -> None:
+    if isinstance(reply, RedisReplyError):
+        logger.warning("redis refused housekeeping on a reply stream: %s", reply)
 
 
 def create_group(client: redis.Redis, stream: str) -> None:

@@ -3,18 +3,20 @@
 Every worker of a service reads the service's requests stream through one
 consumer group (:data:`~inloop.serve.streams.WORKER_GROUP`), so each job goes
 to one worker, which scores it with every model the job names. One reader
-thread takes jobs (many per call under load). It scores a fast champion
-itself and sends its answer at once: the caller waits for that one, and a
-hand-over to another thread costs a wake-up. The other models go to their
-*lanes*: each model has its own queue and ``threads_per_model`` threads, as
-in :class:`~inloop.serve.scoring.LocalTransport`, and sends its scores
-itself. A slow or hung model holds up only its own lane: once
-``max_in_flight`` of its calls are waiting, the next ones get ``busy`` at
-once, and a reader stuck in a champion that hung is replaced by a new one
-(that model is then scored on its lane). While a lane that is making progress
-has a full queue the reader takes no more jobs, so a backlog waits in the
-stream, where idle workers can take it. A job is acknowledged when every
-model has replied.
+thread takes jobs (many per call under load) and scores the fast models
+itself: a hand-over to another thread costs more than such a model does. The
+champions' answers go out first, unless the other models take less time than
+a second round trip to Redis; what a worker scored together goes to each
+server as one reply entry. A champion slower than 5 ms (another model:
+1 ms), or a model that hung the reader, is scored on its *lane*: its own queue and
+``threads_per_model`` threads, as in
+:class:`~inloop.serve.scoring.LocalTransport`. A slow or hung model holds up
+only its own lane: once ``max_in_flight`` of its calls are waiting, the next
+ones get ``busy`` at once, and a reader stuck in a model for a second is
+replaced by a new one (that model is then scored on its lane). While a lane
+that is making progress has a full queue the reader takes no more jobs, so a
+backlog waits in the stream, where idle workers can take it. A job is
+acknowledged when every model has replied.
 
 A worker that dies loses nothing: the others claim its unacknowledged jobs
 once they have been idle ``claim_idle_ms`` (a job may so be scored twice; the
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import socket
@@ -86,8 +89,13 @@ _QUEUE_DEPTH = 16
 #: A lane that has finished nothing for this long is stuck: the reader no longer waits for it.
 #: A reader that has scored one champion call for this long is replaced by a new one.
 _STUCK_S = 1.0
-#: A champion that answers within this many ms is scored on the reader thread itself.
+#: A champion that answers within this many ms is scored on the reader thread itself;
+#: another model within _INLINE_OTHER_MS (the next jobs' champions wait for it).
 _INLINE_MS = 5.0
+_INLINE_OTHER_MS = 1.0
+#: The champions' answers wait for the other models scored on the reader while those take
+#: less than this many ms together (less than a second round trip to Redis costs).
+_TOGETHER_MS = 0.5
 #: A reply stream is capped near this length, should its server be gone.
 _REPLY_MAXLEN = 100_000
 #: How often a reply stream's expiry is pushed back (it expires after REPLY_TTL_S).
@@ -131,7 +139,25 @@ class _Entry:
             return self.remaining == 0
 
 
+@dataclass
+class _Replies:
+    """Scores and acknowledgements that go out in one round trip (see ``_Worker._send``)."""
+
+    scores: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # reply stream ->
+    acks: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, entry: _Entry, score: Score) -> None:
+        """Add ``score`` (and the job's acknowledgement if it is the job's last)."""
+        payload = {**score.to_dict(), "request_id": entry.job.request_id}
+        self.scores.setdefault(entry.reply, []).append(payload)
+        self.count += 1
+        if entry.replied():
+            self.acks.append(entry.entry_id)
+
+
 _Call = tuple[_Entry, str, Any]  # (entry, role, the instances as an array)
+_Inline = tuple[_Entry, str, Any, "_Lane"]  # a call scored on the reader
 
 
 @dataclass
@@ -143,7 +169,8 @@ class _Lane:
     calls: queue.SimpleQueue[_Call | None] = field(default_factory=queue.SimpleQueue)
     in_flight: int = 0
     progress: float = field(default_factory=time.monotonic)  # when it last finished a call
-    last_ms: float = 0.0  # how long its last call took
+    # How long its last call took: none yet, so its first call goes to the lane.
+    last_ms: float = math.inf
     inline: bool = True  # False once it hung the reader
     lock: threading.Lock = field(default_factory=threading.Lock)
     threads: list[threading.Thread] = field(default_factory=list)
@@ -295,8 +322,10 @@ class _Worker:
                 stop.wait(0.5)
 
     def _take(self, entries: Iterable[tuple[str, dict[str, str] | None]]) -> None:
-        """Hand each model of each entry to its lane; answer the rest here, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
+        """Score the entries' fast models here, champions first; hand the rest to their lanes."""
+        out = _Replies()
+        champions: list[_Inline] = []
+        others: list[_Inline] = []
         for entry_id, fields in entries:
             try:
                 if fields is None:
@@ -305,21 +334,20 @@ class _Worker:
                 reply = fields["reply"]
             except (KeyError, TypeError, ValueError) as exc:
                 logger.warning("dropping malformed entry %s on %s: %s", entry_id, self.stream, exc)
-                pipe.xack(self.stream, WORKER_GROUP, entry_id)
+                out.acks.append(entry_id)
                 continue
             entry = _Entry(entry_id, job, reply, len(job.models))
             if entry.expired() or not job.models:
                 # Archived as a timeout already (or nothing to score): do not score it.
-                pipe.xack(self.stream, WORKER_GROUP, entry_id)
+                out.acks.append(entry_id)
                 continue
             if job.revision > self.revision:
                 self.policy_due.set()
             X = as_batch(job.instances)
-            queued: list[tuple[_Lane, str]] = []
             for ref, role in job.models:
                 lane = self._lane_for(ref, job)
                 if isinstance(lane, str):
-                    self._reply(pipe, entry, Score(ref, role, "error", error=lane))
+                    out.add(entry, Score(ref, role, "error", error=lane))
                     continue
                 with lane.lock:
                     busy = lane.in_flight >= self.max_in_flight
@@ -329,37 +357,44 @@ class _Worker:
                         lane.in_flight += 1
                 if busy:
                     message = f"{self.max_in_flight} calls of {ref} were already in flight."
-                    self._reply(pipe, entry, Score(ref, role, "busy", error=message))
+                    out.add(entry, Score(ref, role, "busy", error=message))
+                elif self._inline_ok(lane, role):
+                    (champions if role == "champion" else others).append((entry, role, X, lane))
                 else:
-                    queued.append((lane, role))
-            if queued and queued[0][1] == "champion" and self._inline_ok(queued[0][0]):
-                # The caller waits for the champion: score it here, one thread wake-up fewer,
-                # and send its answer before the other models start.
-                lane, role = queued.pop(0)
-                self._score_inline(pipe, entry, lane, role, X)
-                pipe.execute()
-                pipe = self.client.pipeline(transaction=False)
-            for lane, role in queued:
-                lane.calls.put((entry, role, X))
-        if len(pipe):
-            pipe.execute()
+                    lane.calls.put((entry, role, X))
+        # A thread hand-over costs more than these models do: they are scored on this thread.
+        # The champions' answers, which callers wait for, go out first, unless the other
+        # models take less time than a second round trip would.
+        for entry, role, X, lane in champions:
+            self._score_inline(out, entry, lane, role, X)
+        if sum(lane.last_ms for *_, lane in others) > _TOGETHER_MS:
+            self._send(out)
+            out = _Replies()
+        for entry, role, X, lane in others:
+            self._score_inline(out, entry, lane, role, X)
+        self._send(out)
 
-    def _inline_ok(self, lane: _Lane) -> bool:
-        """Whether to score on the reader: a fast model, nothing queued before this call."""
-        return lane.inline and lane.in_flight == 1 and lane.last_ms <= _INLINE_MS
+    def _inline_ok(self, lane: _Lane, role: str) -> bool:
+        """Whether to score on the reader: a fast model that has not hung it, nothing queued."""
+        limit = _INLINE_MS if role == "champion" else _INLINE_OTHER_MS
+        return lane.inline and lane.last_ms <= limit and lane.calls.empty()
 
-    def _score_inline(self, pipe: Any, entry: _Entry, lane: _Lane, role: str, X: Any) -> None:
+    def _score_inline(self, out: _Replies, entry: _Entry, lane: _Lane, role: str, X: Any) -> None:
         me = threading.get_ident()
         self._inline[me] = (time.monotonic(), lane)
         try:
-            score = score_model(lane.model, X, lane.ref, role)
+            score = None if entry.expired() else score_model(lane.model, X, lane.ref, role)
         finally:
             self._inline.pop(me, None)
             with lane.lock:
                 lane.in_flight -= 1
                 lane.progress = time.monotonic()
+        if score is None:
+            if entry.replied():
+                out.acks.append(entry.entry_id)
+            return
         lane.last_ms = score.latency_ms or 0.0
-        self._reply(pipe, entry, score)
+        out.add(entry, score)
 
     def stuck_readers(self) -> int:
         """How many readers have been scoring one champion call for ``_STUCK_S``.
@@ -391,46 +426,50 @@ class _Worker:
             calls, stop = take_batch(lane.calls, _LANE_BATCH)
             if not calls:
                 break
-            pipe = self.client.pipeline(transaction=False)
+            out = _Replies()
             for entry, role, X in calls:
                 try:
                     if entry.expired():
                         if entry.replied():
-                            pipe.xack(self.stream, WORKER_GROUP, entry.entry_id)
+                            out.acks.append(entry.entry_id)
                     else:
                         score = score_model(lane.model, X, lane.ref, role)
                         lane.last_ms = score.latency_ms or 0.0
-                        self._reply(pipe, entry, score)
+                        out.add(entry, score)
                 finally:
                     with lane.lock:
                         lane.in_flight -= 1
                         lane.progress = time.monotonic()
             self._progress.set()
-            try:
-                pipe.execute()
-            except (redis.RedisError, OSError) as exc:
-                # Unacknowledged: another worker (or this one) scores the jobs again.
-                logger.warning("%s: could not send %d score(s): %s", lane.ref, len(calls), exc)
+            self._send(out)
 
-    def _reply(self, pipe: Any, entry: _Entry, score: Score) -> None:
-        """Queue ``score`` on ``pipe`` (and the job's acknowledgement if it is the last)."""
-        payload = {**score.to_dict(), "request_id": entry.job.request_id}
-        pipe.xadd(
-            entry.reply,
-            {"score": json.dumps(payload, separators=(",", ":"))},
-            maxlen=_REPLY_MAXLEN,
-            approximate=True,
-        )
+    def _send(self, out: _Replies) -> None:
+        """Send ``out`` in one round trip: an entry per reply stream, then the acknowledgements."""
+        if not out.scores and not out.acks:
+            return
+        pipe = self.client.pipeline(transaction=False)
         now = time.monotonic()
-        with self._refreshed_lock:
-            due = now - self._refreshed.get(entry.reply, -_EXPIRE_EVERY_S) >= _EXPIRE_EVERY_S
+        for reply, scores in out.scores.items():
+            pipe.xadd(
+                reply,
+                {"scores": json.dumps(scores, separators=(",", ":"))},
+                maxlen=_REPLY_MAXLEN,
+                approximate=True,
+            )
+            with self._refreshed_lock:
+                due = now - self._refreshed.get(reply, -_EXPIRE_EVERY_S) >= _EXPIRE_EVERY_S
+                if due:
+                    self._refreshed[reply] = now
             if due:
-                self._refreshed[entry.reply] = now
-        if due:
-            # Set here too: a reply stream whose server died must still expire.
-            pipe.expire(entry.reply, REPLY_TTL_S)
-        if entry.replied():
-            pipe.xack(self.stream, WORKER_GROUP, entry.entry_id)
+                # Set here too: a reply stream whose server died must still expire.
+                pipe.expire(reply, REPLY_TTL_S)
+        if out.acks:
+            pipe.xack(self.stream, WORKER_GROUP, *out.acks)
+        try:
+            pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            # Unacknowledged: another worker (or this one) scores the jobs again.
+            logger.warning("could not send %d score(s): %s", out.count, exc)
 
     # --- housekeeping ---------------------------------------------------------------------
 

@@ -326,7 +326,7 @@ def test_a_job_redis_refuses_gets_error_scores_and_late_replies_are_ignored(
     async def body() -> Score:
         await transport.prepare("svc", 1, ["m@1"])
         # A late score for a request nobody waits for any more is dropped.
-        client.xadd(transport.reply_stream, {"score": '{"request_id": "gone", "model": "m@1"}'})
+        client.xadd(transport.reply_stream, {"scores": '[{"request_id": "gone", "model": "m@1"}]'})
         # The requests key holds a string: XADD fails with WRONGTYPE.
         client.delete(job_key(prefix, "svc"))
         client.set(job_key(prefix, "svc"), "not a stream")
@@ -345,15 +345,16 @@ def test_a_job_redis_refuses_gets_error_scores_and_late_replies_are_ignored(
     assert "redis" in (score.error or "") and "WRONGTYPE" in (score.error or "")
 
 
-_RELEASE = threading.Event()
+_HANG, _RELEASE = threading.Event(), threading.Event()
 
 
 def _hangs(X: np.ndarray) -> list[int]:
-    _RELEASE.wait(30)  # hangs until the test lets it go
+    if _HANG.is_set():
+        _RELEASE.wait(30)  # hangs until the test lets it go
     return [0] * len(X)
 
 
-def test_a_hung_champion_holds_up_only_itself(
+def test_a_champion_that_hangs_holds_up_only_itself(
     prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     hung = register(_hangs, name="hung", classes=[0, 1]).ref
@@ -365,33 +366,81 @@ def test_a_hung_champion_holds_up_only_itself(
         reason="launch",
     )
     caplog.set_level(logging.INFO, logger="inloop.serve.worker")
+    _HANG.clear()
     _RELEASE.clear()
     worker = InProcessWorker("svc", prefix, claim_idle_ms=300)
     transport = RedisTransport(URL, prefix=prefix)
     models = ((hung, "champion"), (base, "challenger"))
-    jobs = [Job(f"r{i}", "svc", 1, models, [[float(i)]]) for i in range(6)]
+    jobs = [Job(f"r{i}", "svc", 1, models, [[float(i)]]) for i in range(8)]
 
-    async def body() -> tuple[list[Score], bool]:
+    async def body() -> tuple[list[Score], list[Score], bool]:
+        # Fast at first: the worker learns so and scores it on its reader thread.
+        warm = [transport.submit(job)[hung] for job in jobs[:2]]
+        warmed = await asyncio.wait_for(asyncio.gather(*warm), 10)
+        _HANG.set()
         pending = []
-        for job in jobs:
+        for job in jobs[2:]:
             pending.append(transport.submit(job))
             await asyncio.sleep(0.05)
-        # The first job hangs the reader that scores the champion; a new reader takes over
-        # and the job is claimed again, so every challenger still answers.
+        # The first of these hangs the reader; a new reader takes over and the job is
+        # claimed again, so every challenger still answers.
         challengers = await asyncio.wait_for(
             asyncio.gather(*(futures[base] for futures in pending)), 15
         )
         champion_answered = any(futures[hung].done() for futures in pending)
-        return list(challengers), champion_answered
+        return list(warmed), list(challengers), champion_answered
 
     try:
-        challengers, champion_answered = asyncio.run(_with_transport(transport, "svc", jobs, body))
+        warmed, challengers, champion_answered = asyncio.run(
+            _with_transport(transport, "svc", jobs, body)
+        )
     finally:
         _RELEASE.set()
         worker.close()
-    assert [score.status for score in challengers] == ["ok"] * len(jobs)
+    assert [score.status for score in warmed] == ["ok", "ok"]
+    assert [score.status for score in challengers] == ["ok"] * (len(jobs) - 2)
     assert not champion_answered
     assert f"{hung} has not answered in" in caplog.text and "a new reader takes over" in caplog.text
+
+
+def _slow(X: np.ndarray) -> list[int]:
+    time.sleep(0.6)
+    return [1] * len(X)
+
+
+def test_a_slow_challenger_does_not_hold_up_the_champion(prefix: str) -> None:
+    champion = register(MajorityClass([0, 1], [3, 1]), name="fast").ref
+    challenger = register(_slow, name="slow", classes=[0, 1]).ref
+    create_service(
+        "svc",
+        Policy(champion=champion, challengers=[challenger], fallback={"label": 0}),
+        created_by="ana",
+        reason="launch",
+    )
+    worker = InProcessWorker("svc", prefix)
+    transport = RedisTransport(URL, prefix=prefix)
+    models = ((champion, "champion"), (challenger, "challenger"))
+    jobs = [Job(f"r{i}", "svc", 1, models, [[float(i)]]) for i in range(3)]
+
+    async def body() -> tuple[list[float], list[Score]]:
+        waits, all_futures = [], []
+        for job in jobs:
+            started = time.monotonic()
+            futures = transport.submit(job)
+            await asyncio.wait_for(futures[champion], 10)
+            waits.append(time.monotonic() - started)
+            all_futures.append(futures)
+            await asyncio.sleep(0.05)
+        slow = [await asyncio.wait_for(f[challenger], 10) for f in all_futures]
+        return waits, slow
+
+    try:
+        waits, slow = asyncio.run(_with_transport(transport, "svc", jobs, body))
+    finally:
+        worker.close()
+    # Each champion answered long before the challenger's 0.6 s, which still scored every job.
+    assert max(waits) < 0.3, waits
+    assert [score.status for score in slow] == ["ok"] * len(jobs)
 
 
 def test_expired_jobs_are_acknowledged_without_scoring(prefix: str) -> None:
@@ -422,6 +471,41 @@ def test_expired_jobs_are_acknowledged_without_scoring(prefix: str) -> None:
     client = redis.Redis.from_url(URL)
     assert client.xpending(job_key(prefix, "svc"), WORKER_GROUP)["pending"] == 0
     client.close()
+
+
+def test_the_transport_reconnects_when_redis_drops_its_connections(
+    prefix: str, redis_client: redis.Redis
+) -> None:
+    ref = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
+    create_service(
+        "svc", Policy(champion=ref, fallback={"label": "a"}), created_by="ana", reason="launch"
+    )
+    worker = InProcessWorker("svc", prefix)
+    transport = RedisTransport(URL, prefix=prefix)
+    jobs = [Job(f"r{i}", "svc", 1, ((ref, "champion"),), [[0.0]]) for i in range(60)]
+
+    async def body() -> tuple[Score, list[Score]]:
+        first = await asyncio.wait_for(transport.submit(jobs[0])[ref], 10)
+        mine = [c for c in redis_client.client_list() if c["name"] == transport.client_name]
+        assert len(mine) == 2  # the sender and the reader
+        for client in mine:
+            redis_client.client_kill_filter(_id=client["id"])
+        after = []
+        for job in jobs[1:]:
+            after.append(await asyncio.wait_for(transport.submit(job)[ref], 10))
+            if after[-1].ok:
+                break
+            await asyncio.sleep(0.1)
+        return first, after
+
+    try:
+        first, after = asyncio.run(_with_transport(transport, "svc", jobs, body))
+    finally:
+        worker.close()
+    assert first.ok
+    # Scores come back again; a job sent while the connection was down got an error at once.
+    assert after[-1].ok and after[-1].predictions == ["a"]
+    assert all("redis" in (score.error or "") for score in after[:-1])
 
 
 def test_dead_workers_are_forgotten_once_they_hold_no_jobs(
