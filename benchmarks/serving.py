@@ -19,7 +19,8 @@ them. The cases, each against the floor:
    (target: inloop adds <= 2 ms to p50 and <= 5 ms to p99);
 3. overload: open loop at 2x that rate: p50/p99, errors, answered share,
    fallback answers (no target; inloop must not crash; it sheds load: the
-   fallback answers requests already past their deadline);
+   fallback answers requests already past their deadline, and requests that
+   reach it 4 deadlines behind are refused, 503 with Retry-After);
 4. Redis Streams: the server on Redis with 2 model workers, all on this
    machine, whose saturation is measured first; open loop at case 2's rate or
    half that saturation, whichever is lower, against in-process at the same
@@ -698,9 +699,10 @@ def table(result: dict[str, Any]) -> Table:
             )
         f, i = over["floor"], over["inloop"]
         out.add_row(
-            "3. overload answered / errors / fallback",
+            "3. overload answered / errors (503 refused) / fallback",
             f"{f['answered_share']:.1%} / {f['errors']}",
-            f"{i['answered_share']:.1%} / {i['errors']} / {i['fallback_answers']}",
+            f"{i['answered_share']:.1%} / {i['errors']} ({i['statuses'].get('503', 0)})"
+            f" / {i['fallback_answers']}",
             "-",
             "alive after",
             _flag(over["pass"]),

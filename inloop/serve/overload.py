@@ -15,6 +15,12 @@ relative to the service's deadline:
   that long: it would miss its deadline whatever the models do, so the
   fallback answers at once.
 
+Past :data:`REFUSE_AFTER` deadlines of lag, even the fallback's answers come
+late, and the work of giving them is what keeps the server from catching up:
+the web app then refuses predict requests before any work on them (HTTP 503
+with ``Retry-After``; see :func:`refuse`), so the queue stops growing and the
+requests it takes are answered in time.
+
 The lag speaks for every request, the wait only for its own (it also counts
 slow work on the request itself, such as a first sign-in), so only the lag
 cuts the challengers. Shed requests are still answered, archived (the models
@@ -23,6 +29,8 @@ answers let the server catch up, and it falls back below the thresholds.
 
 >>> shed_level(2.0, 30.0, 50), shed_level(30.0, 2.0, 50), shed_level(2.0, 80.0, 50)
 (0, 1, 2)
+>>> refuse(150.0, 50), refuse(200.0, 50)
+(False, True)
 """
 
 from __future__ import annotations
@@ -31,7 +39,10 @@ import asyncio
 import contextlib
 import time
 
-__all__ = ["LoopLag", "shed_level"]
+__all__ = ["REFUSE_AFTER", "LoopLag", "refuse", "shed_level"]
+
+#: Requests are refused while the loop lags this many of the service's deadlines.
+REFUSE_AFTER = 4
 
 
 def shed_level(lag_ms: float, waited_ms: float, deadline_ms: float) -> int:
@@ -41,6 +52,11 @@ def shed_level(lag_ms: float, waited_ms: float, deadline_ms: float) -> int:
     if lag_ms >= deadline_ms / 2:
         return 1
     return 0
+
+
+def refuse(lag_ms: float, deadline_ms: float) -> bool:
+    """Whether to refuse a request at once: the loop lags :data:`REFUSE_AFTER` deadlines."""
+    return lag_ms >= REFUSE_AFTER * deadline_ms
 
 
 class LoopLag:

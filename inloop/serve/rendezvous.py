@@ -56,7 +56,7 @@ from sqlalchemy import Engine, func, select
 
 from inloop.serve.archive import ArchivedRequest, ArchiveWriter, Hook
 from inloop.serve.models import LoadedModel, ServeError
-from inloop.serve.overload import LoopLag, shed_level
+from inloop.serve.overload import REFUSE_AFTER, LoopLag, refuse, shed_level
 from inloop.serve.policy import DefaultAnswer, Policy, current_policy, raise_service_not_found
 from inloop.serve.scoring import Job, LocalTransport, Score, Transport, score_model
 from inloop.serve.tables import serve_policies, serve_services
@@ -218,6 +218,9 @@ class Rendezvous:
         self._locks: dict[str, asyncio.Lock] = {}
         self._collecting: set[asyncio.Task[None]] = set()
         self._closed: asyncio.Future[None]  # set by start(), on the serving loop
+        #: Requests :meth:`refusal` turned away (the web app answered them 503).
+        self.refused = 0
+        self._refusal_logged = 0.0
 
     def _load(self, ref: str) -> LoadedModel:
         from inloop.serve.registry import load
@@ -429,6 +432,36 @@ class Rendezvous:
         )
         self._track(self._collect(live, job, futures, received_at, answer, answer_score, start))
         return answer
+
+    def refusal(self, service: str) -> str | None:
+        """Why to refuse a request for ``service`` before any work on it, or None to take it.
+
+        Only while shedding is on and the loop lags ``REFUSE_AFTER`` times the
+        service's deadline (see :mod:`inloop.serve.overload`); a service whose
+        policy is not loaded yet is always taken. The web app answers a
+        refused request with HTTP 503 and ``Retry-After``.
+        """
+        live = self._live.get(service)
+        if self.lag is None or live is None:
+            return None
+        lag_ms = self.lag.lag_ms()
+        deadline_ms = live.policy.schedule.deadline_ms
+        if not refuse(lag_ms, deadline_ms):
+            return None
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= 5.0:
+            self._refusal_logged = now
+            log.warning(
+                "overloaded: refusing requests (%d so far); the loop is %.0f ms behind",
+                self.refused,
+                lag_ms,
+            )
+        return (
+            f"The server is overloaded: it is {lag_ms:.0f} ms behind, {REFUSE_AFTER} or more "
+            f"times the {deadline_ms} ms deadline of service {service!r}, so this request "
+            "was not taken. Retry after a second, or spread the load over more servers."
+        )
 
     def _shed(self, job: Job, level: int, behind_ms: float) -> dict[str, asyncio.Future[Score]]:
         """Submit only the champion (level 1) or nothing (level 2); the rest are ``busy``."""

@@ -104,7 +104,6 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
         transport = RedisTransport(url)
     from inloop.web.serving import ArrivalStamp
 
-    app.add_middleware(ArrivalStamp)
     dispatcher = ActionDispatcher(engine)
     app.state.dispatcher = dispatcher
     app.state.rendezvous = Rendezvous(
@@ -112,6 +111,7 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
         transport=transport,
         hooks=[ReviewRouter(engine), dispatcher.on_archived],
     )
+    app.add_middleware(ArrivalStamp, rendezvous=app.state.rendezvous)
 
 
 @asynccontextmanager

@@ -162,15 +162,36 @@ class ArrivalStamp:
 
     The rendezvous counts a request's deadline from it, so time spent queued
     in the server before the route runs counts too (and past saturation, sheds).
+    A predict request the rendezvous refuses (the server is far behind: see
+    :meth:`~inloop.serve.rendezvous.Rendezvous.refusal`) is answered 503 with
+    ``Retry-After`` here, before its body is read, which costs the server next
+    to nothing.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, rendezvous: Rendezvous | None = None) -> None:
         self.app = app
+        self.rendezvous = rendezvous
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             scope["inloop.arrived"] = time.perf_counter()
+            path: str = scope["path"]
+            if (
+                self.rendezvous is not None
+                and path.startswith(_SERVICES)
+                and path.endswith(_PREDICT)
+                and scope["method"] == "POST"
+            ):
+                why = self.rendezvous.refusal(path[len(_SERVICES) : -len(_PREDICT)])
+                if why is not None:
+                    refused = _json({"detail": why}, status_code=503)
+                    refused.headers["Retry-After"] = "1"
+                    await refused(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
+
+
+_SERVICES, _PREDICT = "/v1/services/", "/predict"
 
 
 @router.post("/services/{name}/predict")

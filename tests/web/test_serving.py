@@ -139,6 +139,53 @@ def test_predict_one_and_many_then_feedback(
     )  # inputs are for reviewers and up
 
 
+def test_a_server_far_behind_refuses_predict_requests_at_once(
+    engine: Engine,
+    models: dict[str, str],
+    digits: tuple[np.ndarray, np.ndarray],
+    app_client: TestClient,
+) -> None:
+    X, _ = digits
+    create_service(
+        "busy",
+        {
+            "champion": models["champion"],
+            "fallback": models["base"],
+            "schedule": {"deadline_ms": 150},
+        },
+        created_by="ana",
+        reason="launch",
+        engine=engine,
+    )
+    headers = _auth(engine, "app", "annotator")
+    rendezvous = app_client.app.state.rendezvous
+
+    def ask() -> Any:
+        return app_client.post(
+            "/v1/services/busy/predict", json={"instance": X[0].tolist()}, headers=headers
+        )
+
+    assert ask().status_code == 200
+
+    async def stall() -> None:
+        time.sleep(0.8)  # the loop does nothing else: more than 4 deadlines of 150 ms
+
+    app_client.portal.start_task_soon(stall)
+    refused = ask()  # waits behind the stall, then is refused before any work
+    time.sleep(0.1)  # the loop has caught up
+    after = ask()
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    detail = refused.json()["detail"]
+    assert "overloaded" in detail and "'busy'" in detail and "150 ms deadline" in detail
+    assert after.status_code == 200 and after.json()["overloaded"] is False
+    assert rendezvous.refused == 1
+    # The refused request was never taken: only the other two are archived.
+    deadline = time.monotonic() + 10
+    while count_requests("busy", engine=engine) < 2 and time.monotonic() < deadline:
+        rendezvous.archive.flush(1.0)
+    assert count_requests("busy", engine=engine) == 2
+
+
 def test_request_errors_say_what_is_accepted(
     engine: Engine, models: dict[str, str], app_client: TestClient
 ) -> None:
@@ -310,7 +357,7 @@ def test_disagreements_go_to_review_and_matches_fire_webhooks(
         ).json()
         for i in range(1400, 1460)
     ]
-    rendezvous = app_client.app.state.rendezvous  # type: ignore[attr-defined]
+    rendezvous = app_client.app.state.rendezvous
     deadline = time.monotonic() + 10
     while count_requests("digits", engine=engine) < 60 and time.monotonic() < deadline:
         rendezvous.archive.flush(1.0)
