@@ -298,6 +298,7 @@ class RedisTransport:
         """Open the sender connection; the jobs waiting for it go out, or fail without it."""
         try:
             self._sender = await open_connection(self._address, self.client_name)
+            self._sender_error = None
         except (RedisConnectionError, RedisReplyError) as exc:
             self._retry_at = time.monotonic() + _RETRY_S
             self._sender_error = exc
