@@ -7,10 +7,11 @@ thread takes jobs (many per call under load) and scores the fast models
 itself: a hand-over to another thread costs more than such a model does. The
 champions' answers go out first, unless the other models take less time than
 a second round trip to Redis; what a worker scored together goes to each
-server as one reply entry. A champion slower than 5 ms (another model:
-1 ms), or a model that hung the reader, is scored on its *lane*: its own queue and
-``threads_per_model`` threads, as in
-:class:`~inloop.serve.scoring.LocalTransport`. A slow or hung model holds up
+server as one reply entry. A model is scored on its *lane* (its own queue
+and ``threads_per_model`` threads, as in
+:class:`~inloop.serve.scoring.LocalTransport`) until it has shown it is fast,
+whenever its last call took over 5 ms (a champion) or 1 ms (another
+model), and for good once it has hung the reader. A slow or hung model holds up
 only its own lane: once ``max_in_flight`` of its calls are waiting, the next
 ones get ``busy`` at once, and a reader stuck in a model for a second is
 replaced by a new one (that model is then scored on its lane). While a lane
