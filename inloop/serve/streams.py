@@ -375,8 +375,7 @@ class RedisTransport:
                         # Sent without waiting: their replies come before the next XREAD's.
                         trim = pack("XTRIM", self.reply_stream, "MINID", last_id)
                         expire = pack("EXPIRE", self.reply_stream, REPLY_TTL_S)
-                        conn.send(trim, _log_refusal)
-                        conn.send(expire, _log_refusal)
+                        conn.send_all([(trim, _log_refusal), (expire, _log_refusal)])
                 except (RedisConnectionError, RedisReplyError) as exc:
                     if self._closed:
                         return

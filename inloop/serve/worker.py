@@ -146,13 +146,19 @@ class _Replies:
 
     scores: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # reply stream ->
     acks: list[str] = field(default_factory=list)
-    count: int = 0
+
+    @property
+    def count(self) -> int:
+        return sum(len(scores) for scores in self.scores.values())
 
     def add(self, entry: _Entry, score: Score) -> None:
         """Add ``score`` (and the job's acknowledgement if it is the job's last)."""
         payload = {**score.to_dict(), "request_id": entry.job.request_id}
         self.scores.setdefault(entry.reply, []).append(payload)
-        self.count += 1
+        self.skip(entry)
+
+    def skip(self, entry: _Entry) -> None:
+        """Count one model of ``entry`` as done without a score (the job expired)."""
         if entry.replied():
             self.acks.append(entry.entry_id)
 
@@ -391,8 +397,7 @@ class _Worker:
                 lane.in_flight -= 1
                 lane.progress = time.monotonic()
         if score is None:
-            if entry.replied():
-                out.acks.append(entry.entry_id)
+            out.skip(entry)
             return
         lane.last_ms = score.latency_ms or 0.0
         out.add(entry, score)
@@ -431,8 +436,7 @@ class _Worker:
             for entry, role, X in calls:
                 try:
                     if entry.expired():
-                        if entry.replied():
-                            out.acks.append(entry.entry_id)
+                        out.skip(entry)
                     else:
                         score = score_model(lane.model, X, lane.ref, role)
                         lane.last_ms = score.latency_ms or 0.0
