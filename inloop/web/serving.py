@@ -6,7 +6,8 @@ champion, challengers and canary all score each request and the decoy archives
 it. Every route needs an API token (``Authorization: Bearer <token>``);
 changing a policy needs the scientist role. A token seen here is remembered
 for :data:`TOKEN_CACHE_SECONDS`, so prediction costs no database lookup for
-it (a revoked token stops working within that time).
+it (a revoked token stops working within that time); requests with the same
+token share one lookup.
 
 >>> router.prefix
 '/v1'
@@ -14,8 +15,10 @@ it (a revoked token stops working within that time).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -32,7 +35,16 @@ from inloop.serve.policy import (
     rollback,
 )
 from inloop.serve.rendezvous import NoAnswerError, Rendezvous
-from inloop.web.auth import Principal, User, current_user, hash_secret, optional_user, require
+from inloop.web.auth import (
+    Principal,
+    User,
+    authenticate,
+    current_user,
+    hash_secret,
+    optional_user,
+    request_engine,
+    require,
+)
 
 __all__ = ["TOKEN_CACHE_SECONDS", "router"]
 
@@ -43,39 +55,83 @@ router = APIRouter(prefix="/v1", tags=["serving"])
 
 
 class _TokenCache:
-    """Token digest -> (user, expiry), for the hot prediction path."""
+    """Token digest -> the user it signs in, for the hot prediction path.
+
+    An entry is trusted for :data:`TOKEN_CACHE_SECONDS` from its lookup. Past
+    half that, the next request starts a new lookup in the background and is
+    answered from the entry meanwhile, so a busy server does not wait on the
+    database for a token it knows. Requests that do wait (an unknown or expired
+    token) share one lookup per token: when an entry expires under load,
+    hundreds of requests in flight would otherwise each take a thread and a
+    database connection to look up the same token.
+    """
 
     def __init__(self) -> None:
-        self._users: dict[str, tuple[User, float]] = {}
+        self._users: dict[str, tuple[User, float]] = {}  # digest -> (user, looked up at)
+        self._lookups: dict[str, asyncio.Future[User | None]] = {}
 
-    def get(self, token: str) -> User | None:
-        found = self._users.get(hash_secret(token))
-        if found is None or found[1] < time.monotonic():
-            return None
-        return found[0]
+    async def user(
+        self, token: str, lookup: Callable[[str], Awaitable[User | None]]
+    ) -> User | None:
+        """The user of ``token``, from the cache or from ``lookup`` (None: not a valid token)."""
+        digest = hash_secret(token)
+        found = self._users.get(digest)
+        if found is not None:
+            user, looked_up = found
+            age = time.monotonic() - looked_up
+            if age < TOKEN_CACHE_SECONDS:
+                if age >= TOKEN_CACHE_SECONDS / 2 and digest not in self._lookups:
+                    self._look_up(digest, token, lookup)
+                return user
+            del self._users[digest]
+        pending = self._lookups.get(digest) or self._look_up(digest, token, lookup)
+        # Shielded: a caller that goes away does not cancel the others' lookup.
+        return await asyncio.shield(pending)
 
-    def put(self, token: str, user: User) -> None:
-        if len(self._users) > 10_000:
-            self._users.clear()
-        self._users[hash_secret(token)] = (user, time.monotonic() + TOKEN_CACHE_SECONDS)
+    def _look_up(
+        self, digest: str, token: str, lookup: Callable[[str], Awaitable[User | None]]
+    ) -> asyncio.Future[User | None]:
+        started = time.monotonic()
+        future = asyncio.ensure_future(lookup(token))
+        self._lookups[digest] = future
 
+        def done(future: asyncio.Future[User | None]) -> None:
+            self._lookups.pop(digest, None)
+            # A failed lookup reaches the requests that wait on it; a background one that
+            # fails leaves the entry to expire, and the first request after that sees why.
+            if future.cancelled() or future.exception() is not None:
+                return
+            user = future.result()
+            if user is None:
+                self._users.pop(digest, None)
+                return
+            if len(self._users) > 10_000:
+                self._users.clear()
+            self._users[digest] = (user, started)
 
-_tokens = _TokenCache()
+        future.add_done_callback(done)
+        return future
 
 
 async def serving_caller(request: Request) -> Principal:
     """The signed-in caller, with tokens cached for :data:`TOKEN_CACHE_SECONDS`."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() == "bearer" and token:
-        user = _tokens.get(token)
+        engine = request_engine(request)
+
+        async def lookup(token: str) -> User | None:
+            return await run_in_threadpool(authenticate, token, engine=engine)
+
+        # One cache per app: an app's tokens are those of its own database.
+        tokens: _TokenCache | None = getattr(request.app.state, "serving_tokens", None)
+        if tokens is None:
+            tokens = request.app.state.serving_tokens = _TokenCache()
+        user = await tokens.user(token, lookup)
         if user is not None:
             return Principal(user, "token")
-    principal = await current_user(await optional_user(request))
-    if principal.via == "token":
-        _tokens.put(token, principal.user)
-    return principal
+    # No token, or not a valid one: the session cookie, or the error that says what is wrong.
+    return await current_user(await optional_user(request))
 
 
 Caller = Annotated[Principal, Depends(serving_caller)]

@@ -6,6 +6,7 @@ its archive routes disagreements to a labeling project and fires webhooks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -19,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from inloop.label import create_project, get_items
 from inloop.label.items import MAX_NOTE_CHARS
@@ -30,7 +31,10 @@ from inloop.serve.review import ReviewRouter, routed_items
 from inloop.serve.scoring import Score
 from inloop.serve.tables import serve_services
 from inloop.web import create_app
-from inloop.web.auth import create_user
+from inloop.web import serving as serving_module
+from inloop.web.auth import User, create_user
+from inloop.web.serving import _TokenCache
+from inloop.web.tables import web_tokens
 
 #: These tests are about the API, not the deadline: a cold first request (a sign-in, loading
 #: the policy's models) on a busy CI machine may take longer than the default 50 ms.
@@ -184,6 +188,109 @@ def test_a_server_far_behind_refuses_predict_requests_at_once(
     while count_requests("busy", engine=engine) < 2 and time.monotonic() < deadline:
         rendezvous.archive.flush(1.0)
     assert count_requests("busy", engine=engine) == 2
+
+
+def test_requests_with_one_token_share_one_lookup() -> None:
+    async def main() -> tuple[list[str], list[User | None], User | None]:
+        cache, calls, release = _TokenCache(), [], asyncio.Event()
+
+        async def lookup(token: str) -> User | None:
+            calls.append(token)
+            await release.wait()
+            return User("ana", "annotator")
+
+        waiting = [asyncio.create_task(cache.user("tok", lookup)) for _ in range(50)]
+        await asyncio.sleep(0.05)
+        release.set()
+        users = await asyncio.gather(*waiting)
+        return calls, users, await cache.user("tok", lookup)
+
+    calls, users, again = asyncio.run(main())
+    assert calls == ["tok"]  # one lookup for 50 requests, none for the one after
+    assert set(users) == {User("ana", "annotator")} and again == User("ana", "annotator")
+
+
+def test_a_cached_token_is_looked_up_again_in_the_background_and_a_revoked_one_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(serving_module, "TOKEN_CACHE_SECONDS", 0.4)
+
+    async def main() -> list[Any]:
+        cache, calls, release = _TokenCache(), [], asyncio.Event()
+
+        async def lookup(token: str) -> User | None:
+            calls.append(token)
+            if len(calls) == 1:
+                return User("ana", "annotator")
+            await release.wait()
+            return None  # revoked meanwhile
+
+        first = await cache.user("tok", lookup)
+        await asyncio.sleep(0.25)  # past half the cache time
+        # Answered from the cache at once, while a new lookup runs in the background.
+        stale = await asyncio.wait_for(cache.user("tok", lookup), 0.1)
+        looked_up_again = len(calls)
+        release.set()
+        await asyncio.sleep(0.05)
+        return [first, stale, looked_up_again, await cache.user("tok", lookup), len(calls)]
+
+    first, stale, looked_up_again, after, n_calls = asyncio.run(main())
+    assert first == stale == User("ana", "annotator") and looked_up_again == 2
+    assert after is None and n_calls == 3  # the revoked token was dropped, so looked up again
+
+
+def test_a_failed_token_lookup_reaches_every_waiter_and_is_not_kept() -> None:
+    async def main() -> tuple[list[Any], User | None]:
+        cache, calls = _TokenCache(), []
+
+        async def lookup(token: str) -> User | None:
+            calls.append(token)
+            await asyncio.sleep(0.02)
+            if len(calls) == 1:
+                raise ConnectionError("database is down")
+            return User("ana", "annotator")
+
+        failed = await asyncio.gather(
+            cache.user("tok", lookup), cache.user("tok", lookup), return_exceptions=True
+        )
+        return failed, await cache.user("tok", lookup)
+
+    failed, after = asyncio.run(main())
+    assert [type(e) for e in failed] == [ConnectionError, ConnectionError]
+    assert after == User("ana", "annotator")
+
+
+def test_a_revoked_token_stops_predicting_within_the_cache_time(
+    engine: Engine,
+    models: dict[str, str],
+    digits: tuple[np.ndarray, np.ndarray],
+    app_client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(serving_module, "TOKEN_CACHE_SECONDS", 0.5)
+    X, _ = digits
+    create_service(
+        "digits",
+        {"champion": models["champion"], "fallback": models["base"], "schedule": PATIENT},
+        created_by="ana",
+        reason="launch",
+        engine=engine,
+    )
+    headers = _auth(engine, "app", "annotator")
+
+    def ask() -> Any:
+        return app_client.post(
+            "/v1/services/digits/predict", json={"instance": X[0].tolist()}, headers=headers
+        )
+
+    assert ask().status_code == 200
+    with engine.begin() as conn:
+        conn.execute(update(web_tokens).values(revoked_at=datetime.now(UTC)))
+    revoked_at = time.monotonic()
+    while (response := ask()).status_code == 200 and time.monotonic() - revoked_at < 10:
+        time.sleep(0.05)
+    assert response.status_code == 401 and "revoked" in response.json()["detail"]
+    assert time.monotonic() - revoked_at < 0.5 + 2.0  # the cache time, and a busy CI's slack
 
 
 def test_request_errors_say_what_is_accepted(
