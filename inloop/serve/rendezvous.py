@@ -42,9 +42,11 @@ the answer and the latencies go to the :class:`~inloop.serve.archive.ArchiveWrit
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -75,6 +77,30 @@ log = logging.getLogger("inloop.serve.rendezvous")
 
 #: The most instances one request may carry.
 MAX_BATCH = 10_000
+
+# Request ids are a keyed BLAKE2b of a counter: unique and unguessable like uuid4, but
+# with no system call. uuid4 reads os.urandom, which lets go of the GIL, and on a busy
+# server the event loop then waits for a model or archive thread to give it back.
+_ID_KEY = os.urandom(32)
+_id_counter = itertools.count()
+
+
+def _new_id_key() -> None:
+    global _ID_KEY
+    _ID_KEY = os.urandom(32)  # a forked child must not repeat its parent's ids
+
+
+os.register_at_fork(after_in_child=_new_id_key)
+
+
+def new_request_id() -> str:
+    """A new request id: 32 hex digits.
+
+    >>> len(new_request_id()), new_request_id() != new_request_id()
+    (32, True)
+    """
+    n = next(_id_counter).to_bytes(8, "little")
+    return hashlib.blake2b(n, key=_ID_KEY, digest_size=16).hexdigest()
 
 
 class InvalidRequestError(ServeError):
@@ -400,7 +426,7 @@ class Rendezvous:
         batch = check_instances(instances)
         live = await self.live(service)
         job = Job(
-            request_id=request_id or uuid.uuid4().hex,
+            request_id=request_id or new_request_id(),
             service=service,
             revision=live.revision,
             models=live.models,
