@@ -32,6 +32,7 @@ import asyncio
 import json
 import sys
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -115,7 +116,7 @@ class _Pool:
         self.kind = spec.get("client", "raw")
         self.idle: list[tuple[_RawConnection, float]] = []  # (connection, idle since)
         self.opened = 0
-        self.freed = asyncio.Condition()
+        self.waiters: deque[asyncio.Future[_RawConnection | None]] = deque()
         self.httpx: Any = None
         if self.kind == "httpx":
             import httpx
@@ -141,9 +142,20 @@ class _Pool:
         except BaseException:
             conn.close()
             self.opened -= 1
+            self._give(None)  # a waiter may open a connection in its place
             raise
-        self.idle.append((conn, _now()))
+        self._give(conn)
         return result
+
+    def _give(self, conn: _RawConnection | None) -> None:
+        # Straight to the longest waiter, if any: requests at the connection limit go in order.
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is not None:
+            self.idle.append((conn, _now()))
 
     async def _take(self) -> _RawConnection:
         # Taken last in, first out, so the first ones may have idled near the server's limit.
@@ -159,9 +171,24 @@ class _Pool:
             except BaseException:
                 self.opened -= 1
                 raise
-        while not self.idle:
-            await asyncio.sleep(0.0005)  # at the connection limit: the wait counts as latency
-        return self.idle.pop()[0]
+        # At the connection limit: the wait counts as latency. A future per waiter, not
+        # polling: hundreds of polling waiters would eat the generator's own CPU.
+        waiter: asyncio.Future[_RawConnection | None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            conn = await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._give(waiter.result())  # handed over as this request timed out
+            raise
+        if conn is not None:
+            return conn
+        self.opened += 1  # one was closed: open another in its place
+        try:
+            return await _RawConnection.open(self.url)
+        except BaseException:
+            self.opened -= 1
+            raise
 
     async def close(self) -> None:
         for conn, _ in self.idle:

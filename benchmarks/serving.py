@@ -146,7 +146,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: The event loop both servers run on: "auto" (uvloop when installed), "uvloop" or "asyncio".
+LOOP = "auto"
+
+
 def _loop_name() -> str:
+    if LOOP != "auto":
+        return LOOP
     try:
         import uvloop  # noqa: F401
     except ImportError:
@@ -754,8 +760,15 @@ def main(argv: list[str] | None = None) -> int:
         help="log inloop's event-loop stalls (every thread's stack) and long GC pauses to "
         "diagnose.log in the kept scratch folder (adds a little overhead)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default=LOOP,
+        help="the servers' event loop (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     args.keep = args.keep or args.diagnose
+    globals()["LOOP"] = args.loop
     console = Console()
     work = Path(tempfile.mkdtemp(prefix="inloop-bench-serving-"))
     started = time.perf_counter()
