@@ -32,8 +32,14 @@ them. The cases, each against the floor:
 
 Prints a table and writes ``benchmarks/results/serving.json``::
 
-    python benchmarks/serving.py            # full run, about 2 minutes
-    python benchmarks/serving.py --quick    # smoke run, about 1 minute
+    python benchmarks/serving.py                 # full run, about 2 minutes
+    python benchmarks/serving.py --quick         # smoke run, about 1 minute
+    python benchmarks/serving.py --loop asyncio  # both servers on asyncio's own loop
+
+On uvloop (the default when installed, as under ``inloop server``) a server
+at full CPU accepts new connections slowly: in case 3 the load generator's
+new connections wait in the listen queue for seconds, which is most of that
+case's p99; on asyncio's loop they do not, but cases 2 and 4 run slower.
 """
 
 from __future__ import annotations
