@@ -78,6 +78,12 @@ def _auth(engine: Engine, name: str, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {create_user(name, role, engine=engine)}"}
 
 
+def _predict(client: TestClient, service: str, instance: Any, headers: dict[str, str]) -> Any:
+    return client.post(
+        f"/v1/services/{service}/predict", json={"instance": instance}, headers=headers
+    )
+
+
 def test_predict_one_and_many_then_feedback(
     engine: Engine,
     models: dict[str, str],
@@ -165,9 +171,7 @@ def test_a_server_far_behind_refuses_predict_requests_at_once(
     rendezvous = app_client.app.state.rendezvous
 
     def ask() -> Any:
-        return app_client.post(
-            "/v1/services/busy/predict", json={"instance": X[0].tolist()}, headers=headers
-        )
+        return _predict(app_client, "busy", X[0].tolist(), headers)
 
     assert ask().status_code == 200
 
@@ -279,9 +283,7 @@ def test_a_revoked_token_stops_predicting_within_the_cache_time(
     headers = _auth(engine, "app", "annotator")
 
     def ask() -> Any:
-        return app_client.post(
-            "/v1/services/digits/predict", json={"instance": X[0].tolist()}, headers=headers
-        )
+        return _predict(app_client, "digits", X[0].tolist(), headers)
 
     assert ask().status_code == 200
     with engine.begin() as conn:
@@ -459,10 +461,7 @@ def test_disagreements_go_to_review_and_matches_fire_webhooks(
     )
     user = _auth(engine, "app", "annotator")
     answers = [
-        app_client.post(
-            "/v1/services/digits/predict", json={"instance": X[i].tolist()}, headers=user
-        ).json()
-        for i in range(1400, 1460)
+        _predict(app_client, "digits", X[i].tolist(), user).json() for i in range(1400, 1460)
     ]
     rendezvous = app_client.app.state.rendezvous
     deadline = time.monotonic() + 10
