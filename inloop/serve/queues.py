@@ -19,7 +19,7 @@ from __future__ import annotations
 import queue
 from typing import Protocol, TypeVar
 
-__all__ = ["take_batch"]
+__all__ = ["drain", "take_batch"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -39,12 +39,25 @@ def take_batch(source: _Source[T], limit: int) -> tuple[list[T], bool]:
     if first is None:
         return [], True
     batch = [first]
+    return batch, drain(source, batch, limit)
+
+
+def drain(source: _Source[T], batch: list[T], limit: int) -> bool:
+    """Move what is queued into ``batch`` (up to ``limit`` in all); True once a ``None`` was taken.
+
+    >>> q = queue.SimpleQueue()
+    >>> for item in (2, 3, None):
+    ...     q.put(item)
+    >>> batch = [1]
+    >>> drain(q, batch, 10), batch
+    (True, [1, 2, 3])
+    """
     while len(batch) < limit:
         try:
             more = source.get_nowait()
         except queue.Empty:
-            break
+            return False
         if more is None:
-            return batch, True
+            return True
         batch.append(more)
-    return batch, False
+    return False
