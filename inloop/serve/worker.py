@@ -7,7 +7,8 @@ thread takes jobs (many per call under load) and scores the fast models
 itself: a hand-over to another thread costs more than such a model does. The
 champions' answers go out first, unless the other models take less time than
 a second round trip to Redis; what a worker scored together goes to each
-server as one reply entry. A model is scored on its *lane* (its own queue
+server as one reply entry, in the same round trip as the reader's next
+XREADGROUP. A model is scored on its *lane* (its own queue
 and ``threads_per_model`` threads, as in
 :class:`~inloop.serve.scoring.LocalTransport`) until it has shown it is fast,
 whenever its last call took over 5 ms (a champion) or 1 ms (another
@@ -162,6 +163,12 @@ class _Replies:
         if entry.replied():
             self.acks.append(entry.entry_id)
 
+    def merge(self, other: _Replies) -> None:
+        """Add ``other``'s scores and acknowledgements to these."""
+        for reply, scores in other.scores.items():
+            self.scores.setdefault(reply, []).extend(scores)
+        self.acks.extend(other.acks)
+
 
 _Call = tuple[_Entry, str, Any]  # (entry, role, the instances as an array)
 _Inline = tuple[_Entry, str, Any, "_Lane"]  # a call scored on the reader
@@ -281,19 +288,28 @@ class _Worker:
         )
 
     def read_loop(self, stop: threading.Event) -> None:
-        """Take jobs until ``stop``; now and then claim those of dead workers."""
+        """Take jobs until ``stop``; now and then claim those of dead workers.
+
+        The replies to the jobs last taken go out in the same round trip as the
+        next XREADGROUP: one wait on Redis per batch of jobs, not two.
+        """
         claim_every = self.claim_idle_ms / 2000.0
         next_claim = time.monotonic() + claim_every
         cursor = "0-0"
+        out = _Replies()  # scored, not sent yet
         while not stop.is_set():
             if self._full():
+                self._send(out)
+                out = _Replies()
                 self._progress.wait(0.05)
                 self._progress.clear()
                 continue
             try:
                 if time.monotonic() >= next_claim:
                     next_claim = time.monotonic() + claim_every
-                    claimed: Any = self.client.xautoclaim(
+                    pipe = self._pipeline(out)
+                    out = _Replies()
+                    pipe.xautoclaim(
                         self.stream,
                         WORKER_GROUP,
                         self.consumer,
@@ -301,21 +317,25 @@ class _Worker:
                         start_id=cursor,
                         count=_COUNT,
                     )
+                    claimed: Any = self._execute(pipe)
                     cursor, entries = claimed[0], claimed[1]
                     if entries:
                         logger.info("claimed %d idle job(s) from other workers", len(entries))
-                        self._take(entries)
+                        out.merge(self._take(entries))
                     if cursor != "0-0":
                         next_claim = 0.0  # more to claim: go on at once
-                response: Any = self.client.xreadgroup(
+                pipe = self._pipeline(out)
+                out = _Replies()
+                pipe.xreadgroup(
                     WORKER_GROUP,
                     self.consumer,
                     {self.stream: ">"},
                     count=_COUNT,
                     block=_BLOCK_MS,
                 )
+                response: Any = self._execute(pipe)
                 for _stream, entries in response or ():
-                    self._take(entries)
+                    out.merge(self._take(entries))
             except redis.ResponseError as exc:
                 if "NOGROUP" in str(exc):
                     # The stream or group was deleted under us: create it again.
@@ -325,11 +345,17 @@ class _Worker:
                     logger.exception("redis refused a command")
                     stop.wait(0.5)
             except (redis.RedisError, OSError) as exc:
+                # Replies lost with the connection leave their jobs unacknowledged: they are
+                # claimed and scored again.
                 logger.warning("redis error (%s); retrying in 0.5 s", exc)
                 stop.wait(0.5)
+        self._send(out)
 
-    def _take(self, entries: Iterable[tuple[str, dict[str, str] | None]]) -> None:
-        """Score the entries' fast models here, champions first; hand the rest to their lanes."""
+    def _take(self, entries: Iterable[tuple[str, dict[str, str] | None]]) -> _Replies:
+        """Score the entries' fast models here, champions first; hand the rest to their lanes.
+
+        Returns the replies not sent yet (the caller sends them).
+        """
         out = _Replies()
         champions: list[_Inline] = []
         others: list[_Inline] = []
@@ -379,7 +405,7 @@ class _Worker:
             out = _Replies()
         for entry, role, X, lane in others:
             self._score_inline(out, entry, lane, role, X)
-        self._send(out)
+        return out
 
     def _inline_ok(self, lane: _Lane, role: str) -> bool:
         """Whether to score on the reader: a fast model that has not hung it, nothing queued."""
@@ -452,6 +478,28 @@ class _Worker:
         """Send ``out`` in one round trip: an entry per reply stream, then the acknowledgements."""
         if not out.scores and not out.acks:
             return
+        try:
+            self._pipeline(out).execute()
+        except (redis.RedisError, OSError) as exc:
+            # Unacknowledged: another worker (or this one) scores the jobs again.
+            logger.warning("could not send %d score(s): %s", out.count, exc)
+
+    @staticmethod
+    def _execute(pipe: Any) -> Any:
+        """Run ``pipe``; the reply of its last command (a read), raised if it is an error.
+
+        A refused reply entry is logged: its job stays unacknowledged and is scored again.
+        """
+        *sent, last = pipe.execute(raise_on_error=False)
+        for reply in sent:
+            if isinstance(reply, Exception):
+                logger.warning("redis refused a reply: %s", reply)
+        if isinstance(last, Exception):
+            raise last
+        return last
+
+    def _pipeline(self, out: _Replies) -> Any:
+        """A pipeline holding ``out``: an entry per reply stream, then the acknowledgements."""
         pipe = self.client.pipeline(transaction=False)
         now = time.monotonic()
         for reply, scores in out.scores.items():
@@ -470,11 +518,7 @@ class _Worker:
                 pipe.expire(reply, REPLY_TTL_S)
         if out.acks:
             pipe.xack(self.stream, WORKER_GROUP, *out.acks)
-        try:
-            pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            # Unacknowledged: another worker (or this one) scores the jobs again.
-            logger.warning("could not send %d score(s): %s", out.count, exc)
+        return pipe
 
     # --- housekeeping ---------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from inloop.serve.models import MajorityClass, ServeError
 from inloop.serve.policy import Policy, create_service, promote, set_policy
 from inloop.serve.registry import load, register
 from inloop.serve.scoring import Job, Score
-from inloop.serve.streams import WORKER_GROUP, RedisTransport, job_key
+from inloop.serve.streams import WORKER_GROUP, RedisTransport, encode_job, job_key
 from inloop.serve.worker import run_worker
 from inloop.settings import reset_settings
 
@@ -469,6 +469,44 @@ def test_expired_jobs_are_acknowledged_without_scoring(prefix: str) -> None:
     assert score.ok and score.predictions == ["a"]
     assert not expired_answered
     client = redis.Redis.from_url(URL)
+    assert client.xpending(job_key(prefix, "svc"), WORKER_GROUP)["pending"] == 0
+    client.close()
+
+
+def test_a_reply_redis_refuses_does_not_lose_the_jobs_read_with_it(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker sends its replies in the same round trip as its next read: Redis refusing
+    # one of them must not drop the jobs that read returns (no claim would bring them
+    # back within this test: claim_idle_ms is a minute).
+    ref = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
+    create_service(
+        "svc", Policy(champion=ref, fallback={"label": "a"}), created_by="ana", reason="launch"
+    )
+    client = redis.Redis.from_url(URL, decode_responses=True)
+    bad_reply = f"{prefix}:not-a-stream"
+    client.set(bad_reply, "a string: XADD to it fails with WRONGTYPE")
+    caplog.set_level(logging.WARNING, logger="inloop.serve.worker")
+    worker = InProcessWorker("svc", prefix, claim_idle_ms=60_000)
+    transport = RedisTransport(URL, prefix=prefix)
+    models = ((ref, "champion"),)
+    refused = Job("refused", "svc", 1, models, [[0.0]], expires_at=time.time() + 60)
+    jobs = [Job(f"r{i}", "svc", 1, models, [[0.0]]) for i in range(5)]
+
+    async def body() -> list[Score]:
+        scores = []
+        for job in jobs:
+            client.xadd(job_key(prefix, "svc"), {"job": encode_job(refused), "reply": bad_reply})
+            scores.append(await asyncio.wait_for(transport.submit(job)[ref], 10))
+        return scores
+
+    try:
+        scores = asyncio.run(_with_transport(transport, "svc", jobs, body))
+    finally:
+        worker.close()
+    assert [score.predictions for score in scores] == [["a"]] * len(jobs)
+    assert "redis refused a reply" in caplog.text and "WRONGTYPE" in caplog.text
+    # The refused replies' jobs were scored and acknowledged too: nothing is left pending.
     assert client.xpending(job_key(prefix, "svc"), WORKER_GROUP)["pending"] == 0
     client.close()
 
