@@ -42,7 +42,10 @@ def _who(token: str | None, action: str) -> User:
 
     Promotion and rollback need the scientist or admin role. While the
     database has no users at all (no ``inloop server`` has started yet), the
-    login name is trusted.
+    login name is trusted. The CLI writes to the database itself, so this
+    check keeps honest people from changes their role does not allow; it is
+    not a security boundary (whoever can reach the database can write the
+    policy table). The boundary is the server's API, which takes tokens only.
     """
     from inloop.flow.user import get_username
     from inloop.serve.models import ServeError
