@@ -128,17 +128,20 @@ class _State:
 class ArchiveWriter:
     """Write archived requests in batches from one background thread.
 
-    After the first request of a batch the writer waits ``linger_s`` for more
-    (unless :meth:`flush` or :meth:`close` hurries it): under load one
-    transaction then holds many requests, which costs the serving process
-    less CPU than one per request. The default 20 ms saves most of it; a
-    longer linger saves a little more, but one batch's Python work then holds
-    the GIL for milliseconds that the event loop waits through. ``put`` never
-    blocks: when ``max_queue`` requests wait already, the new one is dropped,
-    counted and logged (the server keeps answering). A batch that fails to
-    write is retried ``retries`` times, a second apart, before it is dropped.
-    ``hooks`` run after each committed batch, in the writer thread; an
-    exception in a hook is logged and does not stop the writer.
+    The writer takes whatever is queued, so under load its batches grow by
+    themselves. With ``linger_s`` it also waits that long after a batch's
+    first request for more (unless :meth:`flush` or :meth:`close` hurries
+    it): fewer, larger transactions cost less CPU (the writer's own: 0.26 ms
+    per request written alone, 0.09 ms in batches of 16), but a large
+    batch's Python work holds the GIL in one stretch that the event loop
+    waits through, which lengthened in-process serving's p99 at moderate
+    load; hence no lingering by default.
+
+    ``put`` never blocks: when ``max_queue`` requests wait already, the new
+    one is dropped, counted and logged (the server keeps answering). A batch
+    that fails to write is retried ``retries`` times, a second apart, before
+    it is dropped. ``hooks`` run after each committed batch, in the writer
+    thread; an exception in a hook is logged and does not stop the writer.
     """
 
     def __init__(
@@ -149,7 +152,7 @@ class ArchiveWriter:
         max_batch: int = 500,
         max_queue: int = 100_000,
         retries: int = 3,
-        linger_s: float = 0.02,
+        linger_s: float = 0.0,
     ) -> None:
         if linger_s < 0 or max_batch < 1:
             raise ServeError(
