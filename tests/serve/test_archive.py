@@ -59,38 +59,34 @@ class Batches:
             self.done.set()
 
 
-def _put_spaced(writer: ArchiveWriter, records: list[ArchivedRequest], gap_s: float) -> None:
-    for record in records:
-        assert writer.put(record)
-        time.sleep(gap_s)
+def _batch_sizes(records: list[ArchivedRequest], linger_s: float, gap_s: float) -> list[int]:
+    """Put ``records`` ``gap_s`` apart on a writer lingering ``linger_s``; its batches' sizes."""
+    batches = Batches()
+    writer = ArchiveWriter(get_engine(), hooks=[batches], linger_s=linger_s).start()
+    try:
+        for record in records:
+            assert writer.put(record)
+            time.sleep(gap_s)
+        assert batches.done.wait(10), batches.sizes
+    finally:
+        writer.close()
+    return batches.sizes
 
 
 def test_requests_put_close_together_are_written_in_one_transaction(
     records: list[ArchivedRequest],
 ) -> None:
-    batches = Batches()
-    writer = ArchiveWriter(get_engine(), hooks=[batches], linger_s=1.0).start()
-    try:
-        _put_spaced(writer, records, 0.005)
-        assert batches.done.wait(10), batches.sizes
-    finally:
-        writer.close()
+    sizes = _batch_sizes(records, linger_s=1.0, gap_s=0.005)
     # One transaction (two if the writer woke between two puts) instead of twenty.
-    assert sum(batches.sizes) == 20 and len(batches.sizes) <= 2, batches.sizes
+    assert sum(sizes) == 20 and len(sizes) <= 2, sizes
     assert count_requests("arc") == 20
 
 
 def test_without_lingering_each_request_is_written_as_it_comes(
     records: list[ArchivedRequest],
 ) -> None:
-    batches = Batches()
-    writer = ArchiveWriter(get_engine(), hooks=[batches], linger_s=0.0).start()
-    try:
-        _put_spaced(writer, records, 0.02)
-        assert batches.done.wait(10), batches.sizes
-    finally:
-        writer.close()
-    assert sum(batches.sizes) == 20 and len(batches.sizes) >= 5, batches.sizes
+    sizes = _batch_sizes(records, linger_s=0.0, gap_s=0.02)
+    assert sum(sizes) == 20 and len(sizes) >= 5, sizes
 
 
 def test_flush_and_close_do_not_wait_for_the_linger(records: list[ArchivedRequest]) -> None:

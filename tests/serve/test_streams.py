@@ -134,6 +134,15 @@ class InProcessWorker:
         assert not self.thread.is_alive()
 
 
+def _majority_service() -> str:
+    """Create service 'svc' whose champion always says 'a' (3 to 1); its reference."""
+    ref = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
+    create_service(
+        "svc", Policy(champion=ref, fallback={"label": "a"}), created_by="ana", reason="launch"
+    )
+    return ref
+
+
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     X, y = load_digits(return_X_y=True)
     return X, y
@@ -444,10 +453,7 @@ def test_a_slow_challenger_does_not_hold_up_the_champion(prefix: str) -> None:
 
 
 def test_expired_jobs_are_acknowledged_without_scoring(prefix: str) -> None:
-    ref = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
-    create_service(
-        "svc", Policy(champion=ref, fallback={"label": "a"}), created_by="ana", reason="launch"
-    )
+    ref = _majority_service()
     worker = InProcessWorker("svc", prefix)
     transport = RedisTransport(URL, prefix=prefix)
     models = ((ref, "champion"),)
@@ -479,10 +485,7 @@ def test_a_reply_redis_refuses_does_not_lose_the_jobs_read_with_it(
     # A worker sends its replies in the same round trip as its next read: Redis refusing
     # one of them must not drop the jobs that read returns (no claim would bring them
     # back within this test: claim_idle_ms is a minute).
-    ref = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
-    create_service(
-        "svc", Policy(champion=ref, fallback={"label": "a"}), created_by="ana", reason="launch"
-    )
+    ref = _majority_service()
     client = redis.Redis.from_url(URL, decode_responses=True)
     bad_reply = f"{prefix}:not-a-stream"
     client.set(bad_reply, "a string: XADD to it fails with WRONGTYPE")
@@ -514,10 +517,7 @@ def test_a_reply_redis_refuses_does_not_lose_the_jobs_read_with_it(
 def test_the_transport_reconnects_when_redis_drops_its_connections(
     prefix: str, redis_client: redis.Redis
 ) -> None:
-    ref = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
-    create_service(
-        "svc", Policy(champion=ref, fallback={"label": "a"}), created_by="ana", reason="launch"
-    )
+    ref = _majority_service()
     worker = InProcessWorker("svc", prefix)
     transport = RedisTransport(URL, prefix=prefix)
     jobs = [Job(f"r{i}", "svc", 1, ((ref, "champion"),), [[0.0]]) for i in range(60)]
@@ -549,10 +549,7 @@ def test_the_transport_reconnects_when_redis_drops_its_connections(
 def test_dead_workers_are_forgotten_once_they_hold_no_jobs(
     prefix: str, redis_client: redis.Redis
 ) -> None:
-    ref = register(MajorityClass(["a", "b"], [3, 1]), name="m").ref
-    create_service(
-        "svc", Policy(champion=ref, fallback={"label": "a"}), created_by="ana", reason="launch"
-    )
+    _majority_service()
     stream = job_key(prefix, "svc")
     redis_client.xgroup_create(stream, WORKER_GROUP, id="$", mkstream=True)
     redis_client.xgroup_createconsumer(stream, WORKER_GROUP, "ghost")
