@@ -479,21 +479,16 @@ class _Worker:
         if not out.scores and not out.acks:
             return
         try:
-            self._pipeline(out).execute()
+            _log_refusals(self._pipeline(out).execute(raise_on_error=False))
         except (redis.RedisError, OSError) as exc:
             # Unacknowledged: another worker (or this one) scores the jobs again.
             logger.warning("could not send %d score(s): %s", out.count, exc)
 
     @staticmethod
     def _execute(pipe: Any) -> Any:
-        """Run ``pipe``; the reply of its last command (a read), raised if it is an error.
-
-        A refused reply entry is logged: its job stays unacknowledged and is scored again.
-        """
+        """Run ``pipe``; the reply of its last command (a read), raised if it is an error."""
         *sent, last = pipe.execute(raise_on_error=False)
-        for reply in sent:
-            if isinstance(reply, Exception):
-                logger.warning("redis refused a reply: %s", reply)
+        _log_refusals(sent)
         if isinstance(last, Exception):
             raise last
         return last
@@ -541,6 +536,17 @@ class _Worker:
             old = time.monotonic() - REPLY_TTL_S
             self._refreshed = {k: t for k, t in self._refreshed.items() if t > old}
         return forgotten
+
+
+def _log_refusals(replies: Iterable[Any]) -> None:
+    """Log what Redis refused of a batch of replies.
+
+    Such a reply is lost, and its job is acknowledged with the rest: scoring it
+    again would meet the same refusal (say, a reply key that is not a stream).
+    """
+    for reply in replies:
+        if isinstance(reply, Exception):
+            logger.warning("redis refused a reply: %s", reply)
 
 
 def run_worker(
