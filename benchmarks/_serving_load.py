@@ -165,12 +165,7 @@ class _Pool:
         if self.idle:
             return self.idle.pop()[0]
         if self.opened < self.limit:
-            self.opened += 1
-            try:
-                return await _RawConnection.open(self.url)
-            except BaseException:
-                self.opened -= 1
-                raise
+            return await self._open()
         # At the connection limit: the wait counts as latency. A future per waiter, not
         # polling: hundreds of polling waiters would eat the generator's own CPU.
         waiter: asyncio.Future[_RawConnection | None] = asyncio.get_running_loop().create_future()
@@ -183,7 +178,10 @@ class _Pool:
             raise
         if conn is not None:
             return conn
-        self.opened += 1  # one was closed: open another in its place
+        return await self._open()  # one was closed: open another in its place
+
+    async def _open(self) -> _RawConnection:
+        self.opened += 1
         try:
             return await _RawConnection.open(self.url)
         except BaseException:

@@ -291,8 +291,8 @@ class RedisTransport:
         elif time.monotonic() < self._retry_at:
             batch, self._outbox = self._outbox, []
             self._fail_jobs(batch, "Redis was not reachable moments ago")
-        elif self._connecting is None:
-            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        else:
+            self._start_connecting()
 
     async def _connect(self) -> None:
         """Open the sender connection; the jobs waiting for it go out, or fail without it."""
@@ -308,12 +308,17 @@ class RedisTransport:
             self._connecting = None
         self._flush()
 
+    def _start_connecting(self) -> asyncio.Task[None]:
+        """The task opening the sender connection, started unless one is under way."""
+        if self._connecting is None:
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        return self._connecting
+
     async def _sender_connection(self) -> RespConnection:
         """The sender connection, opened if need be (one opening at a time)."""
         if self._sender is None or not self._sender.is_open:
-            if self._connecting is None:
-                self._connecting = asyncio.get_running_loop().create_task(self._connect())
-            await asyncio.shield(self._connecting)
+            connecting = self._start_connecting()
+            await asyncio.shield(connecting)
         if self._sender is None or not self._sender.is_open:
             raise self._sender_error or RedisConnectionError("the connection to Redis is closed")
         return self._sender

@@ -8,17 +8,17 @@ itself: a hand-over to another thread costs more than such a model does. The
 champions' answers go out first, unless the other models take less time than
 a second round trip to Redis; what a worker scored together goes to each
 server as one reply entry, in the same round trip as the reader's next
-XREADGROUP. A model is scored on its *lane* (its own queue
-and ``threads_per_model`` threads, as in
-:class:`~inloop.serve.scoring.LocalTransport`) until it has shown it is fast,
-whenever its last call took over 5 ms (a champion) or 1 ms (another
-model), and for good once it has hung the reader. A slow or hung model holds up
-only its own lane: once ``max_in_flight`` of its calls are waiting, the next
-ones get ``busy`` at once, and a reader stuck in a model for a second is
-replaced by a new one (that model is then scored on its lane). While a lane
-that is making progress has a full queue the reader takes no more jobs, so a
-backlog waits in the stream, where idle workers can take it. A job is
-acknowledged when every model has replied.
+XREADGROUP. A model is scored on its *lane* (its own queue and
+``threads_per_model`` threads, as in
+:class:`~inloop.serve.scoring.LocalTransport`) until it has shown it is
+fast, whenever its last call took over 5 ms (a champion) or 1 ms (another
+model), and for good once it has hung the reader. A slow or hung model
+holds up only its own lane: once ``max_in_flight`` of its calls are
+waiting, the next ones get ``busy`` at once, and a reader stuck in a model
+for a second is replaced by a new one (that model is then scored on its
+lane). While a lane that is making progress has a full queue the reader
+takes no more jobs, so a backlog waits in the stream, where idle workers can
+take it. A job is acknowledged when every model has replied.
 
 A worker that dies loses nothing: the others claim its unacknowledged jobs
 once they have been idle ``claim_idle_ms`` (a job may so be scored twice; the
