@@ -5,10 +5,11 @@ policy revision, the model versions to score (each with its role) and the
 instances exactly as they arrived. A transport turns a job into one
 :class:`Score` per model, delivered through ``asyncio`` futures:
 
-- :class:`LocalTransport` (the embedded default) scores in this process, each
-  model in its own small thread pool, so a slow or hung model stalls neither
-  the event loop nor the other models; a model with too many calls in flight is
-  marked ``busy`` at once instead of queueing without bound.
+- :class:`LocalTransport` (the embedded default) scores in this process, off
+  the event loop: fast models on one shared scorer thread, slow ones each in
+  its own small thread pool, so a slow or hung model stalls neither the event
+  loop nor the other models; a model with too many calls in flight is marked
+  ``busy`` at once instead of queueing without bound.
 - ``RedisTransport`` (:mod:`inloop.serve.streams`) puts the job on a Redis
   Stream for ``inloop serve worker`` processes.
 
@@ -25,6 +26,8 @@ either transport.
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import queue
 import threading
 import time
@@ -46,6 +49,8 @@ __all__ = [
     "as_batch",
     "score_model",
 ]
+
+log = logging.getLogger("inloop.serve.scoring")
 
 #: The role a model plays in a request. The fallback is scored only when it answers.
 ROLES = ("champion", "challenger", "canary", "fallback")
@@ -173,51 +178,85 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-_Call = tuple[Any, str, str, asyncio.AbstractEventLoop, "asyncio.Future[Score]"]
+#: A champion whose last call took at most this many ms is scored on the shared scorer
+#: thread; another model within _SHARED_OTHER_MS (the next requests' champions wait for it).
+_SHARED_MS = 5.0
+_SHARED_OTHER_MS = 1.0
+#: A scorer that has been in one call this long is stuck: a new scorer takes over, and that
+#: model is scored on its own lane from then on.
+_STUCK_S = 0.25
+
+_LaneCall = tuple[Any, str, str, asyncio.AbstractEventLoop, "asyncio.Future[Score]"]
 
 
 @dataclass
 class _Lane:
     """One model's threads, their queue and the number of its calls in flight.
 
-    The threads are daemons (not a ThreadPoolExecutor, whose threads are joined
-    at exit): a model that never returns must not keep the process alive.
+    ``last_ms`` is how long its last call took (unknown until it has answered
+    once); ``shared`` turns False for good once the model has held up the
+    shared scorer. The threads are daemons (not a ThreadPoolExecutor, whose
+    threads are joined at exit): a model that never returns must not keep the
+    process alive.
     """
 
     model: LoadedModel
-    calls: queue.SimpleQueue[_Call | None] = field(default_factory=queue.SimpleQueue)
+    calls: queue.SimpleQueue[_LaneCall | None] = field(default_factory=queue.SimpleQueue)
     in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    last_ms: float = math.inf
+    shared: bool = True
 
     def start(self, threads: int, name: str) -> None:
         for i in range(threads):
             threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True).start()
 
+    def score(self, X: Any, ref: str, role: str) -> Score:
+        try:
+            score = score_model(self.model, X, ref, role)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+        self.last_ms = score.latency_ms or 0.0
+        return score
+
     def _loop(self) -> None:
         while (call := self.calls.get()) is not None:
             X, ref, role, loop, future = call
-            try:
-                score = score_model(self.model, X, ref, role)
-            finally:
-                with self.lock:
-                    self.in_flight -= 1
-            try:
-                loop.call_soon_threadsafe(_settle, future, score)
-            except RuntimeError:
-                pass  # the loop has closed: nobody waits for this score any more
+            _post(loop, _settle, future, self.score(X, ref, role))
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One model to score for one request, on the shared scorer or on its lane."""
+
+    lane: _Lane
+    ref: str
+    role: str
+    future: asyncio.Future[Score]
+    shared: bool
 
 
 class LocalTransport:
-    """Score in this process: one thread pool per model version.
+    """Score in this process: fast models on one shared thread, the others on their own.
 
-    ``threads_per_model`` threads score a model's requests; when
-    ``max_in_flight`` of its calls are running or queued, the next request gets
-    a ``busy`` score at once, so a hung model costs its own threads and nothing
-    else. The champion gets a head start: the other models of a job start when
-    it has answered, or after ``head_start_ms``, whichever comes first — they
-    share the interpreter with it, and the champion's answer is the one the
-    caller waits for. ``loader`` turns a reference into a :class:`LoadedModel` (default:
-    :func:`inloop.serve.registry.load` on the configured stores).
+    Each model version has a *lane*: ``threads_per_model`` threads of its own.
+    A model is scored there until it has shown it is fast; from then on,
+    while its last call took at most 5 ms (a champion) or 1 ms (another
+    model), it is scored on the *scorer*, one thread shared by all models,
+    champion first. Handing a call to another thread costs more than such a
+    model does, and every thread that wakes makes the event loop wait longer
+    for the GIL. A scorer that has been in one call for 0.25 s is replaced by a
+    new one, and that model is scored on its lane from then on; so a hung
+    model costs its own threads and nothing else.
+
+    When ``max_in_flight`` calls of a model are running or queued, the next
+    request gets a ``busy`` score at once instead of queueing without bound.
+    The champion gets a head start: the other models of a job start when it
+    has answered, or after ``head_start_ms``, whichever comes first; on the
+    scorer they simply come after it. ``loader`` turns a reference into a
+    :class:`LoadedModel` (default: :func:`inloop.serve.registry.load` on the
+    configured stores).
 
     >>> import asyncio
     >>> from inloop.serve.models import MajorityClass, as_model
@@ -252,6 +291,9 @@ class LocalTransport:
         self._head_start = head_start_ms / 1000.0
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
+        self._work: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
+        self._scorers: set[object] = set()  # the scorer threads not retired
+        self._scoring: dict[object, tuple[float, _Lane]] = {}  # scorer -> (since, lane) in a call
 
     def _load(self, ref: str) -> LoadedModel:
         if self._loader is not None:
@@ -267,6 +309,8 @@ class LocalTransport:
             return
         loaded = await asyncio.to_thread(lambda: {ref: self._load(ref) for ref in missing})
         with self._lock:
+            if not self._scorers:
+                self._start_scorer()
             for ref, model in loaded.items():
                 if ref not in self._lanes:
                     lane = _Lane(model)
@@ -279,13 +323,25 @@ class LocalTransport:
         futures: dict[str, asyncio.Future[Score]] = {
             ref: loop.create_future() for ref, _ in job.models
         }
-        champion = [(ref, role) for ref, role in job.models if role == "champion"]
-        others = [(ref, role) for ref, role in job.models if role != "champion"]
-        for ref, role in champion:
-            self._enqueue(ref, role, X, loop, futures[ref])
-        if not champion or not others or self._head_start <= 0:
-            for ref, role in others:
-                self._enqueue(ref, role, X, loop, futures[ref])
+        if self._scoring:
+            self._replace_stuck_scorers()
+        first: list[_Call] = []  # the champion
+        then: list[_Call] = []  # the others, once the champion has answered
+        for ref, role in job.models:
+            call = self._call(ref, role, futures[ref])
+            if call is not None:
+                (first if role == "champion" else then).append(call)
+        if not first or first[0].shared:
+            # On the scorer, the others come after the champion anyway.
+            riding = [c for c in then if c.shared]
+            then = [c for c in then if not c.shared]
+            self._dispatch(first + riding, X, loop)
+        else:
+            self._dispatch(first, X, loop)
+        if not then:
+            return futures
+        if not first or self._head_start <= 0:
+            self._dispatch(then, X, loop)
             return futures
         released = False
 
@@ -294,31 +350,24 @@ class LocalTransport:
             if not released:
                 released = True
                 timer.cancel()
-                for ref, role in others:
-                    self._enqueue(ref, role, X, loop, futures[ref])
+                self._dispatch(then, X, loop)
 
         def champion_done(_: object) -> None:
             # One loop turn later, so the waiting request answers before the others start.
             loop.call_soon(release)
 
         timer = loop.call_later(self._head_start, release)
-        futures[champion[0][0]].add_done_callback(champion_done)
+        first[0].future.add_done_callback(champion_done)
         return futures
 
-    def _enqueue(
-        self,
-        ref: str,
-        role: str,
-        X: np.ndarray,
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[Score],
-    ) -> None:
+    def _call(self, ref: str, role: str, future: asyncio.Future[Score]) -> _Call | None:
+        """Where to score ``ref`` for this request; None when its score is settled already."""
         lane = self._lanes.get(ref)
         if lane is None:
             future.set_result(
                 Score(ref, role, "error", error=f"Model {ref} is not loaded on this server.")
             )
-            return
+            return None
         with lane.lock:
             busy = lane.in_flight >= self._max_in_flight
             if not busy:
@@ -332,16 +381,88 @@ class LocalTransport:
                     error=f"{self._max_in_flight} calls of {ref} were already in flight.",
                 )
             )
-            return
-        lane.calls.put((X, ref, role, loop, future))
+            return None
+        limit = _SHARED_MS if role == "champion" else _SHARED_OTHER_MS
+        shared = lane.shared and lane.last_ms <= limit and lane.calls.empty()
+        return _Call(lane, ref, role, future, shared)
+
+    def _dispatch(self, calls: list[_Call], X: np.ndarray, loop: asyncio.AbstractEventLoop) -> None:
+        """Shared calls go to the scorer as one piece of work, in order; the rest to their lanes."""
+        shared = [c for c in calls if c.shared]
+        if shared:
+            self._work.put((shared, X, loop))
+        for c in calls:
+            if not c.shared:
+                c.lane.calls.put((X, c.ref, c.role, loop, c.future))
+
+    # --- the scorer -------------------------------------------------------------------------
+
+    def _start_scorer(self) -> None:
+        token = object()  # stands for the thread in _scorers and _scoring
+        self._scorers.add(token)
+        threading.Thread(
+            target=self._scorer_loop, args=(token,), name="inloop-scorer", daemon=True
+        ).start()
+
+    def _scorer_loop(self, me: object) -> None:
+        while me in self._scorers and (work := self._work.get()) is not None:
+            calls, X, loop = work
+            scored: list[tuple[asyncio.Future[Score], Score]] = []
+            for call in calls:
+                self._scoring[me] = (time.monotonic(), call.lane)
+                try:
+                    score = call.lane.score(X, call.ref, call.role)
+                finally:
+                    self._scoring.pop(me, None)
+                if call.role == "champion":
+                    _post(loop, _settle, call.future, score)  # the caller waits for this one
+                else:
+                    scored.append((call.future, score))
+            if scored:
+                _post(loop, _settle_all, scored)
+        self._scorers.discard(me)
+
+    def _replace_stuck_scorers(self) -> None:
+        """Retire every scorer stuck in one call for ``_STUCK_S``; start a new one for each."""
+        now = time.monotonic()
+        for scorer, (since, lane) in list(self._scoring.items()):
+            if now - since < _STUCK_S or self._scoring.pop(scorer, None) is None:
+                continue
+            lane.shared = False
+            with self._lock:
+                self._scorers.discard(scorer)
+                self._start_scorer()
+            log.warning(
+                "a model has not answered in %.2f s: a new scorer takes over, and the model "
+                "is scored on its own threads from now on",
+                now - since,
+            )
 
     async def close(self) -> None:
         """Stop taking work; threads stuck in a hung model are left to die with the process."""
         with self._lock:
             lanes, self._lanes = list(self._lanes.values()), {}
+            scorers = len(self._scorers)
         for lane in lanes:
             for _ in range(self._threads):
                 lane.calls.put(None)
+        for _ in range(scorers):
+            self._work.put(None)
+
+
+_Work = tuple[list[_Call], np.ndarray, asyncio.AbstractEventLoop]
+
+
+def _post(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        pass  # the loop has closed: nobody waits for this score any more
+
+
+def _settle_all(scored: list[tuple[asyncio.Future[Score], Score]]) -> None:
+    for future, score in scored:
+        _settle(future, score)
 
 
 def _settle(future: asyncio.Future[Score], score: Score) -> None:

@@ -1,0 +1,155 @@
+"""LocalTransport: fast models share one scorer thread, slow and hung ones keep to their lanes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+from inloop.serve import scoring
+from inloop.serve.models import LoadedModel, as_model
+from inloop.serve.scoring import Job, LocalTransport, Score
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def lenient() -> Any:
+    """Count any call under 50 ms as fast: a busy test machine must not move a model off."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scoring, "_SHARED_MS", 50.0)
+        patch.setattr(scoring, "_SHARED_OTHER_MS", 50.0)
+        yield
+
+
+class Recorder:
+    """A model answering class 0 that records which thread scored each call.
+
+    ``hold`` (when set) is an event the call waits for before answering.
+    """
+
+    def __init__(self, sleep_s: float = 0.0) -> None:
+        self.threads: list[str] = []
+        self.idents: list[int] = []
+        self.sleep_s = sleep_s
+        self.hold: threading.Event | None = None
+
+    def __call__(self, X: np.ndarray) -> list[int]:
+        self.threads.append(threading.current_thread().name)
+        self.idents.append(threading.get_ident())
+        if self.hold is not None:
+            self.hold.wait(10)
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        return [0] * len(X)
+
+
+def run(models: dict[str, Recorder], use: Callable[[LocalTransport], Awaitable[T]]) -> T:
+    loaded: dict[str, LoadedModel] = {ref: as_model(m, classes=[0, 1]) for ref, m in models.items()}
+
+    async def main() -> T:
+        transport = LocalTransport(loader=loaded.__getitem__)
+        await transport.prepare("svc", 1, list(loaded))
+        try:
+            return await use(transport)
+        finally:
+            await transport.close()
+
+    return asyncio.run(main())
+
+
+def job(i: int, *models: tuple[str, str]) -> Job:
+    return Job(f"r{i}", "svc", 1, models, [[0.0]])
+
+
+async def scores(transport: LocalTransport, j: Job, timeout: float = 5.0) -> dict[str, Score]:
+    futures = transport.submit(j)
+    return {ref: await asyncio.wait_for(f, timeout) for ref, f in futures.items()}
+
+
+@pytest.mark.usefixtures("lenient")
+def test_fast_models_move_to_the_shared_scorer_once_they_have_answered() -> None:
+    champion, canary = Recorder(), Recorder()
+
+    async def use(transport: LocalTransport) -> list[dict[str, Score]]:
+        return [
+            await scores(transport, job(i, ("c@1", "champion"), ("k@1", "canary")))
+            for i in range(5)
+        ]
+
+    answers = run({"c@1": champion, "k@1": canary}, use)
+    assert all(s.ok for a in answers for s in a.values())
+    # Unknown models start on their own lanes; proven fast, they share the scorer.
+    assert champion.threads[0].startswith("inloop-c@1-")
+    assert canary.threads[0].startswith("inloop-k@1-")
+    assert champion.threads[1:] == canary.threads[1:] == ["inloop-scorer"] * 4
+
+
+def test_slow_models_stay_on_their_own_lanes() -> None:
+    champion, canary = Recorder(sleep_s=0.008), Recorder(sleep_s=0.002)
+
+    async def use(transport: LocalTransport) -> None:
+        for i in range(4):
+            await scores(transport, job(i, ("c@1", "champion"), ("k@1", "canary")))
+
+    run({"c@1": champion, "k@1": canary}, use)
+    # Over 5 ms for a champion, over 1 ms for another model: never on the shared scorer.
+    assert not any(t == "inloop-scorer" for t in champion.threads + canary.threads)
+
+
+@pytest.mark.usefixtures("lenient")
+def test_the_champions_answer_does_not_wait_for_the_other_models_on_the_scorer() -> None:
+    champion, challenger = Recorder(), Recorder()
+
+    async def use(transport: LocalTransport) -> tuple[str, bool]:
+        both = (("c@1", "champion"), ("x@1", "challenger"))
+        await scores(transport, job(0, *both))
+        challenger.hold = threading.Event()
+        futures = transport.submit(job(1, *both))
+        first = await asyncio.wait_for(futures["c@1"], 5)
+        waited = not futures["x@1"].done()
+        challenger.hold.set()  # only now can the challenger answer
+        await asyncio.wait_for(futures["x@1"], 5)
+        return first.status, waited
+
+    status, waited = run({"c@1": champion, "x@1": challenger}, use)
+    assert status == "ok" and waited
+    assert challenger.threads[1] == "inloop-scorer"
+
+
+@pytest.mark.usefixtures("lenient")
+def test_a_model_that_hangs_the_scorer_goes_to_its_lane_and_a_new_scorer_takes_over() -> None:
+    flaky, steady = Recorder(), Recorder()
+
+    async def use(transport: LocalTransport) -> dict[str, Any]:
+        await scores(transport, job(0, ("f@1", "champion")))
+        await scores(transport, job(1, ("s@1", "champion")))
+        flaky.hold = threading.Event()
+        stuck = transport.submit(job(2, ("f@1", "champion")))  # hangs the scorer
+        await asyncio.sleep(0.05)
+        behind = transport.submit(job(3, ("s@1", "champion")))  # queued behind it
+        await asyncio.sleep(0.3)  # past the 0.25 s a scorer may spend in one call
+        started = time.perf_counter()
+        after = await scores(transport, job(4, ("s@1", "champion")))  # replaces the scorer
+        late = await asyncio.wait_for(behind["s@1"], 5)
+        took = time.perf_counter() - started
+        again = transport.submit(job(5, ("f@1", "champion")))  # now on its own lane
+        await asyncio.sleep(0.05)
+        flaky.hold.set()
+        first_stuck = await asyncio.wait_for(stuck["f@1"], 5)
+        await asyncio.wait_for(again["f@1"], 5)
+        return {"after": after["s@1"], "late": late, "took": took, "stuck": first_stuck}
+
+    out = run({"f@1": flaky, "s@1": steady}, use)
+    assert out["after"].ok and out["late"].ok and out["took"] < 1.0
+    assert out["stuck"].ok  # the hung call still ends with its score once the model returns
+    assert flaky.threads[1] == "inloop-scorer"
+    # Both later calls of the steady model were scored by a new scorer.
+    assert steady.threads[1:] == ["inloop-scorer"] * 2
+    assert flaky.idents[1] not in steady.idents[1:]
+    assert flaky.threads[2].startswith("inloop-f@1-")  # never shared again
