@@ -59,10 +59,12 @@ class Batches:
             self.done.set()
 
 
-def _batch_sizes(records: list[ArchivedRequest], linger_s: float, gap_s: float) -> list[int]:
+def _batch_sizes(
+    records: list[ArchivedRequest], linger_s: float, gap_s: float, chunk: int = 4
+) -> list[int]:
     """Put ``records`` ``gap_s`` apart on a writer lingering ``linger_s``; its batches' sizes."""
     batches = Batches()
-    writer = ArchiveWriter(get_engine(), hooks=[batches], linger_s=linger_s).start()
+    writer = ArchiveWriter(get_engine(), hooks=[batches], linger_s=linger_s, chunk=chunk).start()
     try:
         for record in records:
             assert writer.put(record)
@@ -73,13 +75,30 @@ def _batch_sizes(records: list[ArchivedRequest], linger_s: float, gap_s: float) 
     return batches.sizes
 
 
+@pytest.mark.parametrize("chunk", [3, 100])
 def test_requests_put_close_together_are_written_in_one_transaction(
-    records: list[ArchivedRequest],
+    records: list[ArchivedRequest], chunk: int
 ) -> None:
-    sizes = _batch_sizes(records, linger_s=1.0, gap_s=0.005)
-    # One transaction (two if the writer woke between two puts) instead of twenty.
+    sizes = _batch_sizes(records, linger_s=1.0, gap_s=0.005, chunk=chunk)
+    # One transaction (two if the writer woke between two puts) instead of twenty, however
+    # many chunks it is sent in.
     assert sum(sizes) == 20 and len(sizes) <= 2, sizes
     assert count_requests("arc") == 20
+
+
+def test_a_batch_that_fails_in_a_later_chunk_leaves_nothing_half_written(
+    records: list[ArchivedRequest],
+) -> None:
+    writer = ArchiveWriter(get_engine(), chunk=3, retries=0, linger_s=1.0).start()
+    writer.put(records[0])
+    assert writer.flush()
+    # One batch (the writer lingers) with r0 again in its third chunk: the database refuses
+    # the whole transaction.
+    for record in [*records[1:7], records[0], *records[7:10]]:
+        writer.put(record)
+    writer.close()
+    assert count_requests("arc") == 1
+    assert writer.stats() == {"queued": 0, "written": 1, "dropped": 10, "failed_batches": 1}
 
 
 def test_without_lingering_each_request_is_written_as_it_comes(
@@ -104,7 +123,9 @@ def test_flush_and_close_do_not_wait_for_the_linger(records: list[ArchivedReques
     assert writer.stats()["written"] == 4
 
 
-@pytest.mark.parametrize("options", [{"linger_s": -0.1}, {"max_batch": 0}])
+@pytest.mark.parametrize(
+    "options", [{"linger_s": -0.1}, {"max_batch": 0}, {"chunk": 0}, {"pause_s": -1.0}]
+)
 def test_bad_writer_settings_are_refused(options: dict[str, float]) -> None:
-    with pytest.raises(ServeError, match=r"max_batch >= 1 and linger_s >= 0"):
+    with pytest.raises(ServeError, match=r"max_batch >= 1, chunk >= 1, linger_s >= 0 and "):
         ArchiveWriter(get_engine("sqlite://"), **options)  # type: ignore[arg-type]
