@@ -293,7 +293,7 @@ class LocalTransport:
         self._lock = threading.Lock()
         self._work: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._scorers: set[object] = set()  # the scorer threads not retired
-        self._scoring: dict[object, tuple[float, _Lane]] = {}  # scorer -> (since, lane) in a call
+        self._scoring: dict[object, tuple[float, _Call]] = {}  # scorer -> (since, call) in a call
 
     def _load(self, ref: str) -> LoadedModel:
         if self._loader is not None:
@@ -331,13 +331,12 @@ class LocalTransport:
             call = self._call(ref, role, futures[ref])
             if call is not None:
                 (first if role == "champion" else then).append(call)
+        riding: list[_Call] = []
         if not first or first[0].shared:
             # On the scorer, the others come after the champion anyway.
             riding = [c for c in then if c.shared]
             then = [c for c in then if not c.shared]
-            self._dispatch(first + riding, X, loop)
-        else:
-            self._dispatch(first, X, loop)
+        self._dispatch(first + riding, X, loop)
         if not then:
             return futures
         if not first or self._head_start <= 0:
@@ -409,7 +408,7 @@ class LocalTransport:
             calls, X, loop = work
             scored: list[tuple[asyncio.Future[Score], Score]] = []
             for call in calls:
-                self._scoring[me] = (time.monotonic(), call.lane)
+                self._scoring[me] = (time.monotonic(), call)
                 try:
                     score = call.lane.score(X, call.ref, call.role)
                 finally:
@@ -425,17 +424,19 @@ class LocalTransport:
     def _replace_stuck_scorers(self) -> None:
         """Retire every scorer stuck in one call for ``_STUCK_S``; start a new one for each."""
         now = time.monotonic()
-        for scorer, (since, lane) in list(self._scoring.items()):
+        for scorer, (since, call) in list(self._scoring.items()):
             if now - since < _STUCK_S or self._scoring.pop(scorer, None) is None:
                 continue
-            lane.shared = False
+            call.lane.shared = False
             with self._lock:
                 self._scorers.discard(scorer)
                 self._start_scorer()
             log.warning(
-                "a model has not answered in %.2f s: a new scorer takes over, and the model "
-                "is scored on its own threads from now on",
+                "%s has not answered in %.2f s: a new scorer takes over, and %s is scored on "
+                "its own threads from now on",
+                call.ref,
                 now - since,
+                call.ref,
             )
 
     async def close(self) -> None:
