@@ -47,9 +47,10 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -242,8 +243,9 @@ class Rendezvous:
         self._refreshing: set[str] = set()
         self._live: dict[str, _Live] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._collecting: set[asyncio.Task[None]] = set()
-        self._closed: asyncio.Future[None]  # set by start(), on the serving loop
+        self._tasks: set[asyncio.Task[None]] = set()  # policy checks under way
+        # Answered requests whose other scores are on their way: key -> archive it now.
+        self._collecting: dict[object, Callable[[], None]] = {}
         #: Requests :meth:`refusal` turned away (the web app answered them 503).
         self.refused = 0
         self._refusal_logged = 0.0
@@ -256,7 +258,6 @@ class Rendezvous:
     async def start(self, *, preload: bool = True) -> Rendezvous:
         """Start the archive writer and (``preload``) load every service's models now,
         so that no request pays for loading them."""
-        self._closed = asyncio.get_running_loop().create_future()
         self.archive.start()
         if preload:
             from inloop.serve.policy import list_services
@@ -276,16 +277,15 @@ class Rendezvous:
         Scores still on their way get up to ``grace_s`` seconds (at most
         ``collect_s``); those missing then are archived as timeouts.
         """
-        tasks = list(self._collecting)
-        if tasks:
-            await asyncio.wait(tasks, timeout=min(grace_s, self.collect_s))
+        until = time.monotonic() + min(grace_s, self.collect_s)
+        while self._collecting and time.monotonic() < until:
+            await asyncio.sleep(0.01)
+        for finish in list(self._collecting.values()):
+            finish()  # archived now, the missing scores as timeouts
         if self.lag is not None:
             await self.lag.stop()
-        if not self._closed.done():
-            self._closed.set_result(None)
-        tasks = list(self._collecting)
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.transport.close()
         await asyncio.to_thread(self.archive.close)
 
@@ -346,7 +346,9 @@ class Rendezvous:
                 self._checked[service] = now
                 if service not in self._refreshing:
                     self._refreshing.add(service)
-                    self._track(self._refresh(service))
+                    task = asyncio.create_task(self._refresh(service))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
             return known
         self._stale.discard(service)
         self._checked[service] = time.monotonic()
@@ -456,7 +458,7 @@ class Rendezvous:
             latency_ms=latency,
             overloaded=level > 0,
         )
-        self._track(self._collect(live, job, futures, received_at, answer, answer_score, start))
+        self._collect(live, job, futures, received_at, answer, answer_score, start)
         return answer
 
     def refusal(self, service: str) -> str | None:
@@ -574,12 +576,7 @@ class Rendezvous:
 
     # --- archive --------------------------------------------------------------------------
 
-    def _track(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._collecting.add(task)
-        task.add_done_callback(self._collecting.discard)
-
-    async def _collect(
+    def _collect(
         self,
         live: _Live,
         job: Job,
@@ -589,15 +586,50 @@ class Rendezvous:
         answer_score: Score,
         start: float,
     ) -> None:
-        """Wait for the remaining scores (up to ``collect_s``), then archive the request."""
-        until = start + self.collect_s
-        while not self._closed.done():
-            pending: list[asyncio.Future[Any]] = [f for f in futures.values() if not f.done()]
-            remaining = until - time.perf_counter()
-            if not pending or remaining <= 0:
-                break
-            pending.append(self._closed)
-            await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        """Archive the request once every score is in, or ``collect_s`` after it arrived.
+
+        Callbacks on the futures and one timer, not a task per request: they
+        cost the event loop less.
+        """
+        archive = partial(self._archive, live, job, futures, answer, answer_score, received_at)
+        pending = [future for future in futures.values() if not future.done()]
+        if not pending:
+            archive()
+            return
+        key = object()
+        left = len(pending)
+
+        def finish() -> None:
+            if self._collecting.pop(key, None) is None:
+                return  # archived already
+            timer.cancel()
+            for future in pending:
+                future.remove_done_callback(scored)
+            archive()
+
+        def scored(_: object) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                finish()
+
+        timer = asyncio.get_running_loop().call_later(
+            start + self.collect_s - time.perf_counter(), finish
+        )
+        self._collecting[key] = finish
+        for future in pending:
+            future.add_done_callback(scored)
+
+    def _archive(
+        self,
+        live: _Live,
+        job: Job,
+        futures: dict[str, asyncio.Future[Score]],
+        answer: Answer,
+        answer_score: Score,
+        received_at: datetime,
+    ) -> None:
+        """Hand the request with every score (a missing one as ``timeout``) to the archive."""
         roles = dict(job.models)
         scores = []
         for ref, future in futures.items():

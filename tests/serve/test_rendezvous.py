@@ -308,6 +308,32 @@ def test_the_archive_holds_every_request_under_concurrent_load(
         assert view.scores[refs["strong"]].status == "ok" == view.scores[refs["old"]].status
 
 
+def test_closing_archives_requests_whose_challenger_hangs_with_its_score_as_timeout(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = digits
+    create_service(
+        "waits",
+        {"champion": refs["strong"], "challengers": [refs["hang"]], "fallback": refs["base"]},
+        created_by="a",
+        reason="t",
+    )
+
+    async def ask(r: Rendezvous) -> tuple[list[str], float]:
+        answers = [await r.predict("waits", [X[i].tolist()]) for i in range(3)]
+        started = time.monotonic()
+        await r.close(grace_s=0.3)
+        return [a.request_id for a in answers], time.monotonic() - started
+
+    # The collection window is a minute; closing waits the grace only, then archives.
+    ids, closing_s = run(ask, collect_s=60.0)
+    assert closing_s < 10, closing_s
+    for request_id in ids:
+        scores = get_request("waits", request_id).scores
+        assert scores[refs["strong"]].status == "ok"
+        assert scores[refs["hang"]].status == "timeout"
+
+
 def test_no_answer_at_all_is_an_error_not_a_wrong_answer(refs: dict[str, str]) -> None:
     def broken(X: np.ndarray) -> list[int]:
         raise RuntimeError("the rule broke")
