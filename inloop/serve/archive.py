@@ -3,8 +3,11 @@
 The rendezvous hands each answered request to an :class:`ArchiveWriter` (a
 non-blocking queue put); one background thread writes batches of requests and
 their scores in one transaction each, then runs its hooks (review routing,
-webhook actions) on what it wrote. A request is in the database a few tens of
-milliseconds after it was answered; :meth:`ArchiveWriter.flush` waits for it.
+webhook actions) on what it wrote. In a server the thread hands the writing to
+a child process (:mod:`inloop.serve.archive_process`), so that it does not
+compete with the event loop for the GIL. A request is in the database a few
+tens of milliseconds after it was answered; :meth:`ArchiveWriter.flush` waits
+for it.
 
 Reading the archive: :func:`get_request` (a request with its scores and
 feedback), :func:`list_requests`, :func:`count_requests`; attaching a true
@@ -29,12 +32,13 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from inloop.serve.archive_process import ArchiveProcess, ArchiveProcessError
 from inloop.serve.models import ServeError
 from inloop.serve.policy import Policy, find_service_id
 from inloop.serve.queues import drain, take_batch
 from inloop.serve.scoring import Score
 from inloop.serve.tables import serve_feedback, serve_requests, serve_scores
-from inloop.store.db import begin_write, get_engine
+from inloop.store.db import begin_write, get_engine, is_memory_database
 
 __all__ = [
     "ArchiveWriter",
@@ -45,6 +49,7 @@ __all__ = [
     "add_feedback",
     "count_requests",
     "get_request",
+    "insert_rows",
     "list_requests",
 ]
 
@@ -111,6 +116,18 @@ class ArchivedRequest:
         return rows
 
 
+def insert_rows(conn: Any, request_rows: Sequence[Any], score_rows: Sequence[Any]) -> None:
+    """Insert archived requests' rows and their scores' rows (in the caller's transaction)."""
+    if request_rows:
+        conn.execute(serve_requests.insert(), list(request_rows))
+    if score_rows:
+        conn.execute(serve_scores.insert(), list(score_rows))
+
+
+def _rows(requests: Sequence[ArchivedRequest]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return [r.request_row() for r in requests], [row for r in requests for row in r.score_rows()]
+
+
 @dataclass
 class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -143,6 +160,13 @@ class ArchiveWriter:
     that fails to write is retried ``retries`` times, a second apart, before
     it is dropped. ``hooks`` run after each committed batch, in the writer
     thread; an exception in a hook is logged and does not stop the writer.
+
+    With ``process`` the thread has a child process write each batch (see
+    :mod:`inloop.serve.archive_process`) and waits for it without holding the
+    GIL; the chunks and pauses are not needed then. A child that dies is
+    replaced; if none can start, the thread writes itself, with a warning.
+    An in-memory SQLite database cannot be shared with a child: ``process``
+    is refused for one.
     """
 
     def __init__(
@@ -156,6 +180,7 @@ class ArchiveWriter:
         linger_s: float = 0.02,
         chunk: int = 4,
         pause_s: float = 0.0002,
+        process: bool = False,
     ) -> None:
         if linger_s < 0 or pause_s < 0 or max_batch < 1 or chunk < 1:
             raise ServeError(
@@ -163,6 +188,14 @@ class ArchiveWriter:
                 f"pause_s >= 0. Got {max_batch!r}, {chunk!r}, {linger_s!r} and {pause_s!r}."
             )
         self.engine = engine if engine is not None else get_engine()
+        self._process: ArchiveProcess | None = None
+        if process:
+            if is_memory_database(self.engine):
+                raise ServeError(
+                    "An in-memory SQLite database cannot be written from another process: "
+                    "use process=False with it, or a database file or server."
+                )
+            self._process = ArchiveProcess(self.engine.url.render_as_string(hide_password=False))
         self.hooks = list(hooks)
         self._max_batch = max_batch
         self._linger_s = linger_s
@@ -200,7 +233,7 @@ class ArchiveWriter:
             return False
 
     def flush(self, timeout: float | None = 10.0) -> bool:
-        """Wait until every request put so far is written; False on timeout."""
+        """Wait until every request put so far is written and the hooks ran; False on timeout."""
         state = self._state
         self._hurry.set()
         with state.lock:
@@ -228,7 +261,30 @@ class ArchiveWriter:
         self._thread.join(timeout)
         self._thread = None
 
+    @property
+    def process_pid(self) -> int | None:
+        """The writer process's pid while one is running (None when the thread writes)."""
+        return self._process.pid if self._process is not None else None
+
+    def _start_process(self) -> None:
+        """Start the writer process; without one, this thread writes from now on."""
+        assert self._process is not None
+        try:
+            self._process.start()
+        except ArchiveProcessError as exc:
+            log.warning("archive: the writer process did not start (%s); writing here", exc)
+            self._process = None
+
     def _run(self) -> None:
+        if self._process is not None:
+            self._start_process()
+        try:
+            self._serve()
+        finally:
+            if self._process is not None:
+                self._process.close()
+
+    def _serve(self) -> None:
         stop = False
         while not stop:
             batch, stop = take_batch(self._queue, self._max_batch)
@@ -241,23 +297,49 @@ class ArchiveWriter:
             if batch:
                 self._write(batch)
 
-    @staticmethod
-    def _insert(conn: Any, requests: list[ArchivedRequest]) -> None:
-        conn.execute(serve_requests.insert(), [r.request_row() for r in requests])
-        scores = [row for r in requests for row in r.score_rows()]
-        if scores:
-            conn.execute(serve_scores.insert(), scores)
+    def _write_here(self, batch: list[ArchivedRequest]) -> None:
+        if not batch:
+            return
+        with begin_write(self.engine) as conn:
+            for i in range(0, len(batch), self._chunk):
+                if i and self._pause_s:
+                    time.sleep(self._pause_s)  # the event loop's turn for the GIL
+                insert_rows(conn, *_rows(batch[i : i + self._chunk]))
+
+    def _write_there(self, batch: list[ArchivedRequest]) -> None:
+        assert self._process is not None
+        try:
+            self._process.write(*_rows(batch))
+        except ArchiveProcessError as exc:
+            # Gone (killed, crashed): a new one writes the batch, or this thread does. It may
+            # have died after committing: what is stored already is not written twice.
+            log.warning("archive: %s; starting a new one", exc)
+            batch = self._not_stored(batch)
+            self._start_process()
+            if self._process is None:
+                self._write_here(batch)
+            elif batch:
+                self._process.write(*_rows(batch))
+
+    def _not_stored(self, batch: list[ArchivedRequest]) -> list[ArchivedRequest]:
+        ids = [r.request_id for r in batch]
+        with self.engine.connect() as conn:
+            stored = set(
+                conn.execute(
+                    select(serve_requests.c.request_id).where(serve_requests.c.request_id.in_(ids))
+                ).scalars()
+            )
+        return [r for r in batch if r.request_id not in stored]
 
     def _write(self, batch: list[ArchivedRequest]) -> None:
         state = self._state
         ok = False
         for attempt in range(self._retries + 1):
             try:
-                with begin_write(self.engine) as conn:
-                    for i in range(0, len(batch), self._chunk):
-                        if i and self._pause_s:
-                            time.sleep(self._pause_s)  # the event loop's turn for the GIL
-                        self._insert(conn, batch[i : i + self._chunk])
+                if self._process is not None:
+                    self._write_there(batch)
+                else:
+                    self._write_here(batch)
                 ok = True
                 break
             except Exception:
@@ -269,6 +351,12 @@ class ArchiveWriter:
                 )
                 if attempt < self._retries:
                     time.sleep(1.0)
+        # Hooks first: a flush() returns once they have seen what it waited for.
+        for hook in self.hooks if ok else ():
+            try:
+                hook(batch)
+            except Exception:
+                log.exception("archive hook %r failed", hook)
         with state.lock:
             state.written += len(batch)
             if ok:
@@ -277,13 +365,6 @@ class ArchiveWriter:
                 state.failed_batches += 1
                 state.dropped += len(batch)
             state.written_cond.notify_all()
-        if not ok:
-            return
-        for hook in self.hooks:
-            try:
-                hook(batch)
-            except Exception:
-                log.exception("archive hook %r failed", hook)
 
 
 # --- reading the archive ---------------------------------------------------------------------

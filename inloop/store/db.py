@@ -37,6 +37,7 @@ __all__ = [
     "begin_write",
     "dispose_engines",
     "get_engine",
+    "is_memory_database",
     "schema_metadata",
 ]
 
@@ -165,6 +166,15 @@ def _normalize_url(raw: str) -> URL:
 
 def _is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url.query)
+
+
+def is_memory_database(engine: Engine) -> bool:
+    """Whether ``engine`` is an in-memory SQLite database (no other process can open it).
+
+    >>> is_memory_database(get_engine("sqlite://"))
+    True
+    """
+    return engine.dialect.name == "sqlite" and _is_memory(engine.url)
 
 
 def _create_engine(raw: str) -> Engine:

@@ -91,9 +91,11 @@ def create_app(
 
 def _add_serving(app: FastAPI, stream_url: str | None) -> None:
     from inloop.serve.actions import ActionDispatcher
+    from inloop.serve.archive import ArchiveWriter
     from inloop.serve.rendezvous import Rendezvous
     from inloop.serve.review import ReviewRouter
     from inloop.settings import get_settings
+    from inloop.store.db import is_memory_database
 
     engine = app.state.engine
     url = stream_url if stream_url is not None else get_settings().stream_url
@@ -106,11 +108,13 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
 
     dispatcher = ActionDispatcher(engine)
     app.state.dispatcher = dispatcher
-    app.state.rendezvous = Rendezvous(
-        engine=engine,
-        transport=transport,
+    # A child process writes the archive, off the event loop's GIL (see inloop.serve.archive).
+    archive = ArchiveWriter(
+        engine,
         hooks=[ReviewRouter(engine), dispatcher.on_archived],
+        process=not is_memory_database(engine),
     )
+    app.state.rendezvous = Rendezvous(engine=engine, transport=transport, archive=archive)
     app.add_middleware(ArrivalStamp, rendezvous=app.state.rendezvous)
 
 

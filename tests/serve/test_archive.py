@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -9,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from inloop.serve import MajorityClass, create_service, register
+from inloop.serve import MajorityClass, archive_process, create_service, register
 from inloop.serve.archive import ArchivedRequest, ArchiveWriter, count_requests
 from inloop.serve.models import ServeError
 from inloop.serve.policy import Policy, find_service_id
@@ -129,3 +131,105 @@ def test_flush_and_close_do_not_wait_for_the_linger(records: list[ArchivedReques
 def test_bad_writer_settings_are_refused(options: dict[str, float]) -> None:
     with pytest.raises(ServeError, match=r"max_batch >= 1, chunk >= 1, linger_s >= 0 and "):
         ArchiveWriter(get_engine("sqlite://"), **options)  # type: ignore[arg-type]
+
+
+def test_a_writer_process_writes_every_batch_and_hooks_see_it_committed(
+    records: list[ArchivedRequest],
+) -> None:
+    seen: list[int] = []
+
+    def hook(batch: Sequence[ArchivedRequest]) -> None:
+        # Committed by the other process before the hook runs here.
+        seen.append(count_requests("arc"))
+
+    writer = ArchiveWriter(get_engine(), hooks=[hook], process=True).start()
+    try:
+        for record in records[:10]:
+            writer.put(record)
+        assert writer.flush(timeout=30)
+        pid = writer.process_pid
+        assert pid is not None and pid != os.getpid()
+        for record in records[10:]:
+            writer.put(record)
+    finally:
+        writer.close()
+    assert writer.process_pid is None  # closed with the writer
+    assert count_requests("arc") == 20 and seen[-1] == 20
+    assert writer.stats() == {"queued": 0, "written": 20, "dropped": 0, "failed_batches": 0}
+
+
+def test_a_killed_writer_process_is_replaced_and_loses_nothing(
+    records: list[ArchivedRequest],
+) -> None:
+    writer = ArchiveWriter(get_engine(), process=True).start()
+    try:
+        writer.put(records[0])
+        assert writer.flush(timeout=30)
+        first = writer.process_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        for record in records[1:]:
+            writer.put(record)
+        assert writer.flush(timeout=30)
+        assert writer.process_pid not in (None, first)
+    finally:
+        writer.close()
+    assert count_requests("arc") == 20
+
+
+def test_without_a_writer_process_the_thread_writes(
+    records: list[ArchivedRequest],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A child that exits at once, as one whose interpreter cannot import inloop would.
+    monkeypatch.setattr(archive_process, "_CHILD", "raise SystemExit(3)")
+    writer = ArchiveWriter(get_engine(), process=True).start()
+    try:
+        for record in records:
+            writer.put(record)
+        assert writer.flush(timeout=30)
+    finally:
+        writer.close()
+    assert count_requests("arc") == 20
+    assert "the writer process did not start" in caplog.text and "exit code 3" in caplog.text
+
+
+def test_a_batch_the_database_refuses_in_the_writer_process_is_dropped_not_half_written(
+    records: list[ArchivedRequest],
+) -> None:
+    writer = ArchiveWriter(get_engine(), retries=1, linger_s=1.0, process=True).start()
+    try:
+        writer.put(records[0])
+        assert writer.flush(timeout=30)
+        for record in [*records[1:5], records[0]]:  # r0 again: the whole batch is refused
+            writer.put(record)
+    finally:
+        writer.close(timeout=30)
+    assert count_requests("arc") == 1
+    assert writer.stats() == {"queued": 0, "written": 1, "dropped": 5, "failed_batches": 1}
+
+
+def test_an_in_memory_database_cannot_have_a_writer_process() -> None:
+    with pytest.raises(ServeError, match="in-memory SQLite database cannot be written from"):
+        ArchiveWriter(get_engine("sqlite://"), process=True)
+
+
+def test_a_batch_its_dead_writer_process_had_committed_is_not_written_twice(
+    records: list[ArchivedRequest],
+) -> None:
+    writer = ArchiveWriter(get_engine(), linger_s=1.0, process=True).start()
+    try:
+        writer.put(records[0])
+        assert writer.flush(timeout=30)
+        pid = writer.process_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        # r0 is stored, as if the process had committed this batch and died before saying so.
+        for record in records[:5]:
+            writer.put(record)
+        assert writer.flush(timeout=30)
+    finally:
+        writer.close()
+    assert count_requests("arc") == 5
+    assert writer.stats() == {"queued": 0, "written": 6, "dropped": 0, "failed_batches": 0}

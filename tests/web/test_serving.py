@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -141,6 +142,9 @@ def test_predict_one_and_many_then_feedback(
     ).json()
     assert archived["inputs"] == [X[1600].tolist()]
     assert set(archived["scores"]) == set(correct)
+    # The server wrote them from its archive process, off the event loop's GIL.
+    writer = app_client.app.state.rendezvous.archive  # type: ignore[attr-defined]
+    assert writer.process_pid not in (None, os.getpid())
     assert (
         app_client.get(
             f"/v1/services/digits/requests/{body['request_id']}", headers=app_user
