@@ -158,16 +158,22 @@ def test_a_writer_process_writes_every_batch_and_hooks_see_it_committed(
     assert writer.stats() == {"queued": 0, "written": 20, "dropped": 0, "failed_batches": 0}
 
 
+def _write_then_kill_the_process(writer: ArchiveWriter, record: ArchivedRequest) -> int:
+    """Have ``writer``'s process write ``record``, then kill the process; its pid."""
+    writer.put(record)
+    assert writer.flush(timeout=30)
+    pid = writer.process_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
 def test_a_killed_writer_process_is_replaced_and_loses_nothing(
     records: list[ArchivedRequest],
 ) -> None:
     writer = ArchiveWriter(get_engine(), process=True).start()
     try:
-        writer.put(records[0])
-        assert writer.flush(timeout=30)
-        first = writer.process_pid
-        assert first is not None
-        os.kill(first, signal.SIGKILL)
+        first = _write_then_kill_the_process(writer, records[0])
         for record in records[1:]:
             writer.put(record)
         assert writer.flush(timeout=30)
@@ -220,11 +226,7 @@ def test_a_batch_its_dead_writer_process_had_committed_is_not_written_twice(
 ) -> None:
     writer = ArchiveWriter(get_engine(), linger_s=1.0, process=True).start()
     try:
-        writer.put(records[0])
-        assert writer.flush(timeout=30)
-        pid = writer.process_pid
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
+        _write_then_kill_the_process(writer, records[0])
         # r0 is stored, as if the process had committed this batch and died before saying so.
         for record in records[:5]:
             writer.put(record)
