@@ -224,12 +224,14 @@ def test_label_by_keyboard_skip_undo_and_csrf(page: Page, server: Server) -> Non
     skipped = [_shown(page)]
     page.keyboard.press("s")
     page.wait_for_function(
-        "id => document.querySelector('#item .external-id').textContent !== id", arg=skipped[0]
+        "id => (document.querySelector('#item .external-id')?.textContent ?? id) !== id",
+        arg=skipped[0],
     )
     skipped.append(_shown(page))
     page.keyboard.press(" ")
     page.wait_for_function(
-        "id => document.querySelector('#item .external-id').textContent !== id", arg=skipped[1]
+        "id => (document.querySelector('#item .external-id')?.textContent ?? id) !== id",
+        arg=skipped[1],
     )
     assert skipped == ["t2", "t3"]
     _settled(page)
@@ -238,18 +240,18 @@ def test_label_by_keyboard_skip_undo_and_csrf(page: Page, server: Server) -> Non
     # Label t4 as cat, then undo with "u": t4 comes back; answer dog instead.
     assert _shown(page) == "t4"
     page.keyboard.press("1")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 't5'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't5'")
     page.keyboard.press("u")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 't4'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't4'")
     page.keyboard.press("2")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 't5'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't5'")
     # Backspace undoes too: t5 (labeled bird) comes back and becomes cat.
     page.keyboard.press("b")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 't6'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't6'")
     page.keyboard.press("Backspace")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 't5'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't5'")
     page.keyboard.press("1")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 't6'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't6'")
     _settled(page)
     given.update({"t4": "dog", "t5": "cat"})
     assert _labels(server) == given
@@ -319,7 +321,7 @@ def test_project_list_roles_and_review_by_keyboard(
     assert page.is_hidden("#note-row"), "items without a note show no note row"
     page.keyboard.press("k")  # the given label is fine
     page.wait_for_function(
-        "id => document.querySelector('#item .external-id').textContent !== id", arg=first
+        "id => (document.querySelector('#item .external-id')?.textContent ?? id) !== id", arg=first
     )
     second = _shown(page)
     assert {first, second} == set(votes)
@@ -379,7 +381,7 @@ def test_multi_label_by_toggling_keys_and_enter(page: Page, server: Server) -> N
     assert page.get_attribute(".class-btn[data-label='bug']", "aria-pressed") == "false"
     assert _shown(page) == "m0", "toggling a class does not answer"
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'm1'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'm1'")
     assert page.locator(".class-btn.on").count() == 0, "the next item starts with none chosen"
     _settled(page)
     labels = current_labels("tags", engine=engine)
@@ -387,12 +389,12 @@ def test_multi_label_by_toggling_keys_and_enter(page: Page, server: Server) -> N
 
     # Undo with "u" gives m0 back; answer it again with bug only.
     page.keyboard.press("u")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'm0'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'm0'")
     page.keyboard.press("2")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'm1'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'm1'")
     page.keyboard.press("Enter")  # nothing chosen: none of them apply
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'm2'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'm2'")
     page.keyboard.press("s")
     _settled(page)
     labels = current_labels("tags", engine=engine)
@@ -429,13 +431,13 @@ def test_item_note_shows_why_the_item_is_queued(
 
     # The next item has no note: the box goes; undo brings the item and its note back.
     page.keyboard.press("1")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'plain'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'plain'")
     assert page.is_hidden("#note")
     page.keyboard.press("u")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'why'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'why'")
     assert page.is_visible("#note") and page.inner_text("#note-text") == why
     page.keyboard.press("2")
-    page.wait_for_function("document.querySelector('#item .external-id').textContent === 'plain'")
+    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'plain'")
     page.keyboard.press("1")
     page.wait_for_selector("#empty")
     assert page.is_hidden("#note")
