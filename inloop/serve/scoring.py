@@ -178,10 +178,24 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
-#: A champion whose last call took at most this many ms is scored on the shared scorer
-#: thread; another model within _SHARED_OTHER_MS (the next requests' champions wait for it).
+#: A champion whose last call took at most this many ms is scored on a shared thread (the
+#: scorer here, a worker's reader); another model within _SHARED_OTHER_MS (the next
+#: requests' champions wait for it).
 _SHARED_MS = 5.0
 _SHARED_OTHER_MS = 1.0
+
+
+def fast_enough_to_share(last_ms: float, role: str) -> bool:
+    """Whether a model whose last call took ``last_ms`` is scored on a thread shared by all.
+
+    Handing a call to a thread of its own costs more than such a model does.
+
+    >>> fast_enough_to_share(0.5, "challenger"), fast_enough_to_share(3.0, "challenger")
+    (True, False)
+    """
+    return last_ms <= (_SHARED_MS if role == "champion" else _SHARED_OTHER_MS)
+
+
 #: A scorer that has been in one call this long is stuck: a new scorer takes over, and that
 #: model is scored on its own lane from then on.
 _STUCK_S = 0.25
@@ -381,8 +395,7 @@ class LocalTransport:
                 )
             )
             return None
-        limit = _SHARED_MS if role == "champion" else _SHARED_OTHER_MS
-        shared = lane.shared and lane.last_ms <= limit and lane.calls.empty()
+        shared = lane.shared and fast_enough_to_share(lane.last_ms, role) and lane.calls.empty()
         return _Call(lane, ref, role, future, shared)
 
     def _dispatch(self, calls: list[_Call], X: np.ndarray, loop: asyncio.AbstractEventLoop) -> None:

@@ -58,7 +58,7 @@ import redis
 from inloop.serve.models import LoadedModel, ServeError
 from inloop.serve.policy import Policy, current_policy
 from inloop.serve.queues import take_batch
-from inloop.serve.scoring import Job, Score, as_batch, score_model
+from inloop.serve.scoring import Job, Score, as_batch, fast_enough_to_share, score_model
 from inloop.serve.streams import (
     REPLY_TTL_S,
     WORKER_GROUP,
@@ -91,10 +91,6 @@ _QUEUE_DEPTH = 16
 #: A lane that has finished nothing for this long is stuck: the reader no longer waits for it.
 #: A reader that has scored one champion call for this long is replaced by a new one.
 _STUCK_S = 1.0
-#: A champion that answers within this many ms is scored on the reader thread itself;
-#: another model within _INLINE_OTHER_MS (the next jobs' champions wait for it).
-_INLINE_MS = 5.0
-_INLINE_OTHER_MS = 1.0
 #: The champions' answers wait for the other models scored on the reader while those take
 #: less than this many ms together (less than a second round trip to Redis costs).
 _TOGETHER_MS = 0.5
@@ -409,8 +405,7 @@ class _Worker:
 
     def _inline_ok(self, lane: _Lane, role: str) -> bool:
         """Whether to score on the reader: a fast model that has not hung it, nothing queued."""
-        limit = _INLINE_MS if role == "champion" else _INLINE_OTHER_MS
-        return lane.inline and lane.last_ms <= limit and lane.calls.empty()
+        return lane.inline and fast_enough_to_share(lane.last_ms, role) and lane.calls.empty()
 
     def _score_inline(self, out: _Replies, entry: _Entry, lane: _Lane, role: str, X: Any) -> None:
         me = threading.get_ident()
