@@ -7,6 +7,7 @@ import multiprocessing
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -120,6 +121,34 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         assert pragma("synchronous") == 1  # NORMAL
         assert pragma("busy_timeout") == 30_000
         assert pragma("foreign_keys") == 1
+
+
+def test_many_connections_opening_a_new_sqlite_database_at_once_all_connect(
+    tmp_path: Path,
+) -> None:
+    # Like several processes starting on a fresh INLOOP_HOME: each connection switches the
+    # new file to WAL, and without retrying some of them fail at once with "locked".
+    failures: list[str] = []
+    for trial in range(60):
+        engines = [db._create_engine(f"sqlite:///{tmp_path / f'{trial}.db'}") for _ in range(8)]
+        start = threading.Barrier(len(engines))
+
+        def connect(engine: Engine, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                with engine.connect() as conn:
+                    assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            except Exception as exc:
+                failures.append(repr(exc))
+            finally:
+                engine.dispose()
+
+        threads = [threading.Thread(target=connect, args=(e,)) for e in engines]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
 
 
 def test_begin_write_takes_the_sqlite_write_lock_up_front(
