@@ -8,7 +8,9 @@ uvloop when installed, no access log), on the same digits champion:
   (``benchmarks/_serving_apps.py``);
 - *inloop*: ``inloop.web.create_app(serving=True)`` — auth, the rendezvous
   (champion, a challenger and a canary score every request; a MajorityClass
-  fallback), the archive with the decoy on.
+  fallback), the archive with the decoy on. Its predict requests, once their
+  token is cached, are answered in front of FastAPI's routing
+  (``inloop.web.serving.ArrivalStamp``); the floor's go through it.
 
 A load generator in a third process (``benchmarks/_serving_load.py``) drives
 them. The cases, each against the floor:

@@ -104,7 +104,7 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
         from inloop.serve.streams import RedisTransport
 
         transport = RedisTransport(url)
-    from inloop.web.serving import ArrivalStamp
+    from inloop.web.serving import ArrivalStamp, TokenCache
 
     dispatcher = ActionDispatcher(engine)
     app.state.dispatcher = dispatcher
@@ -115,7 +115,13 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
         process=not is_memory_database(engine),
     )
     app.state.rendezvous = Rendezvous(engine=engine, transport=transport, archive=archive)
-    app.add_middleware(ArrivalStamp, rendezvous=app.state.rendezvous)
+    app.state.serving_tokens = TokenCache()
+    app.add_middleware(
+        ArrivalStamp,
+        rendezvous=app.state.rendezvous,
+        tokens=app.state.serving_tokens,
+        errors=_error_response,
+    )
 
 
 @asynccontextmanager
@@ -159,9 +165,13 @@ def _status(exc: InloopError) -> int:
     return 409
 
 
-async def _inloop_error(request: Request, exc: Exception) -> JSONResponse:
+def _error_response(exc: Exception) -> JSONResponse:
     status = _status(exc) if isinstance(exc, InloopError) else 500
     return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+async def _inloop_error(request: Request, exc: Exception) -> JSONResponse:
+    return _error_response(exc)
 
 
 def _where(loc: tuple[Any, ...]) -> str:

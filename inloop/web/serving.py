@@ -22,10 +22,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from inloop.errors import InloopError
 from inloop.serve.archive import RequestNotFoundError, RequestView, add_feedback, get_request
 from inloop.serve.policy import (
     current_policy,
@@ -54,7 +56,19 @@ TOKEN_CACHE_SECONDS = 10.0
 router = APIRouter(prefix="/v1", tags=["serving"])
 
 
-class _TokenCache:
+_Lookup = Callable[[str], Awaitable[User | None]]
+
+
+def _token_lookup(engine: Engine) -> _Lookup:
+    """Look a token up in ``engine``'s database, in a thread."""
+
+    async def lookup(token: str) -> User | None:
+        return await run_in_threadpool(authenticate, token, engine=engine)
+
+    return lookup
+
+
+class TokenCache:
     """Token digest -> the user it signs in, for the hot prediction path.
 
     An entry is trusted for :data:`TOKEN_CACHE_SECONDS` from its lookup. Past
@@ -70,27 +84,34 @@ class _TokenCache:
         self._users: dict[str, tuple[User, float]] = {}  # digest -> (user, looked up at)
         self._lookups: dict[str, asyncio.Future[User | None]] = {}
 
-    async def user(
-        self, token: str, lookup: Callable[[str], Awaitable[User | None]]
-    ) -> User | None:
+    async def user(self, token: str, lookup: _Lookup) -> User | None:
         """The user of ``token``, from the cache or from ``lookup`` (None: not a valid token)."""
         digest = hash_secret(token)
-        found = self._users.get(digest)
-        if found is not None:
-            user, looked_up = found
-            age = time.monotonic() - looked_up
-            if age < TOKEN_CACHE_SECONDS:
-                if age >= TOKEN_CACHE_SECONDS / 2 and digest not in self._lookups:
-                    self._look_up(digest, token, lookup)
-                return user
-            del self._users[digest]
+        user = self._cached(digest, token, lookup)
+        if user is not None:
+            return user
         pending = self._lookups.get(digest) or self._look_up(digest, token, lookup)
         # Shielded: a caller that goes away does not cancel the others' lookup.
         return await asyncio.shield(pending)
 
-    def _look_up(
-        self, digest: str, token: str, lookup: Callable[[str], Awaitable[User | None]]
-    ) -> asyncio.Future[User | None]:
+    def cached(self, token: str, lookup: _Lookup) -> User | None:
+        """The user of ``token`` if the cache trusts it now, else None (no waiting)."""
+        return self._cached(hash_secret(token), token, lookup)
+
+    def _cached(self, digest: str, token: str, lookup: _Lookup) -> User | None:
+        found = self._users.get(digest)
+        if found is None:
+            return None
+        user, looked_up = found
+        age = time.monotonic() - looked_up
+        if age >= TOKEN_CACHE_SECONDS:
+            del self._users[digest]
+            return None
+        if age >= TOKEN_CACHE_SECONDS / 2 and digest not in self._lookups:
+            self._look_up(digest, token, lookup)
+        return user
+
+    def _look_up(self, digest: str, token: str, lookup: _Lookup) -> asyncio.Future[User | None]:
         started = time.monotonic()
         future = asyncio.ensure_future(lookup(token))
         self._lookups[digest] = future
@@ -118,16 +139,11 @@ async def serving_caller(request: Request) -> Principal:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() == "bearer" and token:
-        engine = request_engine(request)
-
-        async def lookup(token: str) -> User | None:
-            return await run_in_threadpool(authenticate, token, engine=engine)
-
         # One cache per app: an app's tokens are those of its own database.
-        tokens: _TokenCache | None = getattr(request.app.state, "serving_tokens", None)
+        tokens: TokenCache | None = getattr(request.app.state, "serving_tokens", None)
         if tokens is None:
-            tokens = request.app.state.serving_tokens = _TokenCache()
-        user = await tokens.user(token, lookup)
+            tokens = request.app.state.serving_tokens = TokenCache()
+        user = await tokens.user(token, _token_lookup(request_engine(request)))
         if user is not None:
             return Principal(user, "token")
     # No token, or not a valid one: the session cookie, or the error that says what is wrong.
@@ -214,19 +230,38 @@ def _json(content: Any, status_code: int = 200) -> Response:
 
 
 class ArrivalStamp:
-    """ASGI middleware: stamp when each request reached the app (``scope["inloop.arrived"]``).
+    """ASGI middleware in front of the serving routes: stamp, refuse, and answer predict.
 
-    The rendezvous counts a request's deadline from it, so time spent queued
-    in the server before the route runs counts too (and past saturation, sheds).
-    A predict request the rendezvous refuses (the server is far behind: see
-    :meth:`~inloop.serve.rendezvous.Rendezvous.refusal`) is answered 503 with
-    ``Retry-After`` here, before its body is read, which costs the server next
-    to nothing.
+    - Every request is stamped with when it reached the app
+      (``scope["inloop.arrived"]``). The rendezvous counts a request's deadline
+      from it, so time spent queued in the server before the route runs counts
+      too (and past saturation, sheds).
+    - A predict request the rendezvous refuses (the server is far behind: see
+      :meth:`~inloop.serve.rendezvous.Rendezvous.refusal`) is answered 503 with
+      ``Retry-After`` here, before its body is read, which costs the server
+      next to nothing.
+    - With ``tokens`` and ``errors`` given, a predict request is answered here
+      when it is the common case: a bearer token the serving token cache
+      trusts, a JSON body of exactly ``instance`` or ``instances``. FastAPI's
+      routing, dependencies and body model cost the event loop more per
+      request than the rendezvous's own work does. The answer, and an error the
+      rendezvous raises (``errors`` turns it into the app's response), are the
+      route's own; any other request goes on to the route with its body as
+      read, so the route's checks and messages apply to it.
     """
 
-    def __init__(self, app: Any, rendezvous: Rendezvous | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        rendezvous: Rendezvous | None = None,
+        tokens: TokenCache | None = None,
+        errors: Callable[[Exception], Response] | None = None,
+    ) -> None:
         self.app = app
         self.rendezvous = rendezvous
+        self.tokens = tokens
+        self.errors = errors
+        self._lookup = None if rendezvous is None else _token_lookup(rendezvous.engine)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -238,13 +273,90 @@ class ArrivalStamp:
                 and path.endswith(_PREDICT)
                 and scope["method"] == "POST"
             ):
-                why = self.rendezvous.refusal(path[len(_SERVICES) : -len(_PREDICT)])
+                service = path[len(_SERVICES) : -len(_PREDICT)]
+                why = self.rendezvous.refusal(service)
                 if why is not None:
                     refused = _json({"detail": why}, status_code=503)
                     refused.headers["Retry-After"] = "1"
                     await refused(scope, receive, send)
                     return
+                if service and "/" not in service and self._signed_in(scope):
+                    await self._predict(service, scope, receive, send)
+                    return
         await self.app(scope, receive, send)
+
+    def _signed_in(self, scope: Any) -> bool:
+        """Whether the request has a JSON body and a token the cache trusts (no waiting)."""
+        if self.tokens is None or self.errors is None or self._lookup is None:
+            return False
+        token = content_type = b""
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                token = value
+            elif key == b"content-type":
+                content_type = value
+        if content_type.partition(b";")[0].strip().lower() != b"application/json":
+            return False
+        scheme, _, secret = token.decode("latin-1").partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            return False
+        return self.tokens.cached(secret, self._lookup) is not None
+
+    async def _predict(self, service: str, scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        instances, single = _instances(body)
+        if instances is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        assert self.rendezvous is not None and self.errors is not None
+        try:
+            answer = await self.rendezvous.predict(
+                service, instances, arrived=scope["inloop.arrived"]
+            )
+        except NoAnswerError as exc:
+            response: Response = JSONResponse({"detail": str(exc)}, status_code=503)
+        except InloopError as exc:
+            response = self.errors(exc)
+        else:
+            response = _json(answer.to_dict(single=single))
+        await response(scope, receive, send)
+
+
+def _instances(body: bytes) -> tuple[list[Any] | None, bool]:
+    """The instances of a predict body, and whether it held one; (None, _) if it is not plain."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, False
+    if type(data) is not dict or len(data) != 1:
+        return None, False
+    if "instances" in data:
+        instances = data["instances"]
+        return (instances if type(instances) is list else None), False
+    one = data.get("instance")
+    return (None if one is None else [one]), True
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """``receive`` for the route: the body already read, then whatever comes next."""
+    replayed = False
+
+    async def again() -> Any:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again
 
 
 _SERVICES, _PREDICT = "/v1/services/", "/predict"

@@ -34,7 +34,7 @@ from inloop.serve.tables import serve_services
 from inloop.web import create_app
 from inloop.web import serving as serving_module
 from inloop.web.auth import User, create_user
-from inloop.web.serving import _TokenCache
+from inloop.web.serving import TokenCache
 from inloop.web.tables import web_tokens
 
 #: These tests are about the API, not the deadline: a cold first request (a sign-in, loading
@@ -200,7 +200,7 @@ def test_a_server_far_behind_refuses_predict_requests_at_once(
 
 def test_requests_with_one_token_share_one_lookup() -> None:
     async def main() -> tuple[list[str], list[User | None], User | None]:
-        cache, calls, release = _TokenCache(), [], asyncio.Event()
+        cache, calls, release = TokenCache(), [], asyncio.Event()
 
         async def lookup(token: str) -> User | None:
             calls.append(token)
@@ -224,7 +224,7 @@ def test_a_cached_token_is_looked_up_again_in_the_background_and_a_revoked_one_e
     monkeypatch.setattr(serving_module, "TOKEN_CACHE_SECONDS", 0.4)
 
     async def main() -> list[Any]:
-        cache, calls, release = _TokenCache(), [], asyncio.Event()
+        cache, calls, release = TokenCache(), [], asyncio.Event()
 
         async def lookup(token: str) -> User | None:
             calls.append(token)
@@ -249,7 +249,7 @@ def test_a_cached_token_is_looked_up_again_in_the_background_and_a_revoked_one_e
 
 def test_a_failed_token_lookup_reaches_every_waiter_and_is_not_kept() -> None:
     async def main() -> tuple[list[Any], User | None]:
-        cache, calls = _TokenCache(), []
+        cache, calls = TokenCache(), []
 
         async def lookup(token: str) -> User | None:
             calls.append(token)
@@ -326,6 +326,95 @@ def test_request_errors_say_what_is_accepted(
         "/v1/services/digits/feedback", json={"request_id": "x" * 32, "label": 1}, headers=user
     )
     assert unknown.status_code == 404 and "no archived request" in unknown.json()["detail"]
+
+
+_ROW = [0.5] * 64
+#: Predict bodies: (body, content type, status, answered in front of FastAPI).
+_BODIES = [
+    (json.dumps({"instance": _ROW}), "application/json", 200, True),
+    (json.dumps({"instances": [_ROW, _ROW]}), "application/json; charset=utf-8", 200, True),
+    (json.dumps({"instance": [0.5] * 3}), "application/json", 400, True),
+    (json.dumps({"instances": []}), "application/json", 400, True),
+    (json.dumps({"instance": _ROW}), "application/vnd.api+json", 200, False),
+    (json.dumps({"instance": None}), "application/json", 422, False),
+    (json.dumps({"instance": _ROW, "extra": 1}), "application/json", 422, False),
+    (json.dumps({"instances": "abc"}), "application/json", 422, False),
+    ('{"instance": [0.5', "application/json", 422, False),
+    (json.dumps({"instance": _ROW}), "text/plain", 422, False),
+]
+
+
+def test_a_signed_in_json_request_gets_the_routes_answer_without_the_route(
+    engine: Engine,
+    models: dict[str, str],
+    app_client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A cached token and a plain JSON body are answered in front of FastAPI; anything else
+    # goes on to the route. Either way the caller gets what the route would say.
+    create_service(
+        "digits",
+        {"champion": models["champion"], "fallback": {"label": 0}, "schedule": PATIENT},
+        created_by="a",
+        reason="t",
+        engine=engine,
+    )
+    routed: list[str] = []
+    real_user = TokenCache.user
+
+    async def user_seen_by_the_route(self: TokenCache, token: str, lookup: Any) -> Any:
+        routed.append(token)
+        return await real_user(self, token, lookup)
+
+    monkeypatch.setattr(TokenCache, "user", user_seen_by_the_route)
+    cached = _auth(engine, "cached", "annotator")
+    assert (
+        app_client.post(
+            "/v1/services/digits/predict", json={"instance": _ROW}, headers=cached
+        ).status_code
+        == 200
+    )  # the route looks the token up and caches it
+    for i, (body, content_type, status, answered_here) in enumerate(_BODIES):
+
+        def post(
+            headers: dict[str, str], body: str = body, content_type: str = content_type
+        ) -> Any:
+            return app_client.post(
+                "/v1/services/digits/predict",
+                content=body,
+                headers={**headers, "Content-Type": content_type},
+            )
+
+        routed.clear()
+        first = post(cached)
+        if answered_here:
+            assert routed == [], body  # FastAPI's dependencies never ran
+        by_route = post(_auth(engine, f"new{i}", "annotator"))  # not cached: the route answers
+        assert first.status_code == by_route.status_code == status, (first.text, by_route.text)
+        ours, theirs = first.json(), by_route.json()
+        if status == 200:
+            assert ours.pop("request_id") != theirs.pop("request_id")
+            ours.pop("latency_ms"), theirs.pop("latency_ms")
+        assert ours == theirs, body
+
+
+def test_an_unknown_service_gets_the_routes_not_found(
+    engine: Engine, models: dict[str, str], app_client: TestClient
+) -> None:
+    create_service(
+        "broken",
+        {"champion": models["champion"], "fallback": models["base"], "schedule": PATIENT},
+        created_by="a",
+        reason="t",
+        engine=engine,
+    )
+    cached = _auth(engine, "app", "annotator")
+    post = app_client.post
+    assert post("/v1/services/broken/predict", json={"instance": _ROW}, headers=cached).is_success
+    missing = post("/v1/services/nope/predict", json={"instance": _ROW}, headers=cached)
+    assert missing.status_code == 404 and "'broken'" in missing.json()["detail"]
+    slash = post("/v1/services/a/b/predict", json={"instance": _ROW}, headers=cached)
+    assert slash.status_code == 404  # not a service name: FastAPI's own not-found
 
 
 def test_promote_and_rollback_need_a_scientist_and_apply_at_once(
