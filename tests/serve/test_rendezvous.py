@@ -224,8 +224,13 @@ def test_a_promotion_or_rollback_applies_to_the_next_request(
     refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
 ) -> None:
     X, _ = digits
+    # A generous deadline: a newly promoted model's first call on a busy machine may take
+    # longer than 50 ms, and this test is about which model answers, not how fast.
     create_service(
-        "live", {"champion": refs["weak"], "fallback": refs["base"]}, created_by="a", reason="t"
+        "live",
+        {"champion": refs["weak"], "fallback": refs["base"], "schedule": {"deadline_ms": 5000}},
+        created_by="a",
+        reason="t",
     )
 
     async def ask(r: Rendezvous) -> list[tuple[str | None, int]]:
