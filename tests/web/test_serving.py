@@ -79,6 +79,17 @@ def _auth(engine: Engine, name: str, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {create_user(name, role, engine=engine)}"}
 
 
+def _champion_only(engine: Engine, champion: str) -> None:
+    """Service ``digits``: ``champion`` alone, a default answer as fallback, a patient deadline."""
+    create_service(
+        "digits",
+        {"champion": champion, "fallback": {"label": 0}, "schedule": PATIENT},
+        created_by="a",
+        reason="t",
+        engine=engine,
+    )
+
+
 def _predict(client: TestClient, service: str, instance: Any, headers: dict[str, str]) -> Any:
     return client.post(
         f"/v1/services/{service}/predict", json={"instance": instance}, headers=headers
@@ -302,13 +313,7 @@ def test_a_revoked_token_stops_predicting_within_the_cache_time(
 def test_request_errors_say_what_is_accepted(
     engine: Engine, models: dict[str, str], app_client: TestClient
 ) -> None:
-    create_service(
-        "digits",
-        {"champion": models["champion"], "fallback": {"label": 0}, "schedule": PATIENT},
-        created_by="a",
-        reason="t",
-        engine=engine,
-    )
+    _champion_only(engine, models["champion"])
     user = _auth(engine, "app", "annotator")
     post = app_client.post
     assert post("/v1/services/digits/predict", json={"instance": [0.0] * 64}).status_code == 401
@@ -352,13 +357,7 @@ def test_a_signed_in_json_request_gets_the_routes_answer_without_the_route(
 ) -> None:
     # A cached token and a plain JSON body are answered in front of FastAPI; anything else
     # goes on to the route. Either way the caller gets what the route would say.
-    create_service(
-        "digits",
-        {"champion": models["champion"], "fallback": {"label": 0}, "schedule": PATIENT},
-        created_by="a",
-        reason="t",
-        engine=engine,
-    )
+    _champion_only(engine, models["champion"])
     routed: list[str] = []
     real_user = TokenCache.user
 
