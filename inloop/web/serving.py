@@ -134,11 +134,16 @@ class TokenCache:
         return future
 
 
+def _bearer(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header ('' for any other)."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 async def serving_caller(request: Request) -> Principal:
     """The signed-in caller, with tokens cached for :data:`TOKEN_CACHE_SECONDS`."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer" and token:
+    token = _bearer(request.headers.get("authorization", ""))
+    if token:
         # One cache per app: an app's tokens are those of its own database.
         tokens: TokenCache | None = getattr(request.app.state, "serving_tokens", None)
         if tokens is None:
@@ -297,11 +302,8 @@ class ArrivalStamp:
                 content_type = value
         if content_type.partition(b";")[0].strip().lower() != b"application/json":
             return False
-        scheme, _, secret = token.decode("latin-1").partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not secret:
-            return False
-        return self.tokens.cached(secret, self._lookup) is not None
+        secret = _bearer(token.decode("latin-1"))
+        return bool(secret) and self.tokens.cached(secret, self._lookup) is not None
 
     async def _predict(self, service: str, scope: Any, receive: Any, send: Any) -> None:
         body = b""
