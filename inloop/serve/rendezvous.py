@@ -434,6 +434,7 @@ class Rendezvous:
             models=live.models,
             instances=batch,
             expires_at=time.time() + self.collect_s,
+            deadline_ms=live.policy.schedule.deadline_ms,
         )
         level, behind_ms = 0, 0.0
         if self.lag is not None:

@@ -68,6 +68,8 @@ class Job:
     ``instances`` is the batch exactly as the caller sent it (JSON values).
     ``expires_at`` (Unix time, 0 for never) is when the rendezvous stops
     waiting for scores: a worker that reaches the job later skips it.
+    ``deadline_ms`` (0 for none) is the service's deadline: in process, a model
+    whose every thread has been in one call for longer is not asked (``busy``).
     """
 
     request_id: str
@@ -76,6 +78,7 @@ class Job:
     models: tuple[tuple[str, str], ...]
     instances: list[Any]
     expires_at: float = 0.0
+    deadline_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -220,6 +223,15 @@ class _Lane:
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_ms: float = math.inf
     shared: bool = True
+    running: dict[int, float] = field(default_factory=dict)  # lane thread -> its call's start
+
+    def stalled(self, threads: int, after_s: float) -> bool:
+        """Whether each of the lane's ``threads`` has been in one call for over ``after_s``.
+
+        A new call would wait behind them, for as long as the model stays stuck.
+        """
+        starts = list(self.running.values())  # a copy: the lane threads change it
+        return len(starts) >= threads and time.monotonic() - max(starts) > after_s
 
     def start(self, threads: int, name: str) -> None:
         for i in range(threads):
@@ -235,9 +247,15 @@ class _Lane:
         return score
 
     def _loop(self) -> None:
+        me = threading.get_ident()
         while (call := self.calls.get()) is not None:
             X, ref, role, loop, future = call
-            _post(loop, _settle, future, self.score(X, ref, role))
+            self.running[me] = time.monotonic()
+            try:
+                score = self.score(X, ref, role)
+            finally:
+                del self.running[me]
+            _post(loop, _settle, future, score)
 
 
 @dataclass(frozen=True)
@@ -265,7 +283,11 @@ class LocalTransport:
     model costs its own threads and nothing else.
 
     When ``max_in_flight`` calls of a model are running or queued, the next
-    request gets a ``busy`` score at once instead of queueing without bound.
+    request gets a ``busy`` score at once instead of queueing without bound;
+    so does a request whose model has had every thread of its lane in one
+    call for longer than the job's ``deadline_ms`` (hung, or far too slow
+    for the service): its answer cannot come in time, and the other models
+    answer without waiting for it.
     The champion gets a head start: the other models of a job start when it
     has answered, or after ``head_start_ms``, whichever comes first; on the
     scorer they simply come after it. ``loader`` turns a reference into a
@@ -342,7 +364,7 @@ class LocalTransport:
         first: list[_Call] = []  # the champion
         then: list[_Call] = []  # the others, once the champion has answered
         for ref, role in job.models:
-            call = self._call(ref, role, futures[ref])
+            call = self._call(ref, role, futures[ref], job.deadline_ms)
             if call is not None:
                 (first if role == "champion" else then).append(call)
         riding: list[_Call] = []
@@ -373,12 +395,25 @@ class LocalTransport:
         first[0].future.add_done_callback(champion_done)
         return futures
 
-    def _call(self, ref: str, role: str, future: asyncio.Future[Score]) -> _Call | None:
+    def _call(
+        self, ref: str, role: str, future: asyncio.Future[Score], deadline_ms: float
+    ) -> _Call | None:
         """Where to score ``ref`` for this request; None when its score is settled already."""
         lane = self._lanes.get(ref)
         if lane is None:
             future.set_result(
                 Score(ref, role, "error", error=f"Model {ref} is not loaded on this server.")
+            )
+            return None
+        if deadline_ms and lane.stalled(self._threads, deadline_ms / 1000.0):
+            future.set_result(
+                Score(
+                    ref,
+                    role,
+                    "busy",
+                    error=f"each of the {self._threads} threads of {ref} has been in one call "
+                    f"for over the {deadline_ms:g} ms deadline (hung or too slow)",
+                )
             )
             return None
         with lane.lock:

@@ -13,15 +13,15 @@
   process); workers append the scores of their jobs to it.
 
 A job's fields are ``job`` (JSON: request_id, service, revision, models,
-instances, expires_at) and ``reply`` (the reply stream's name). A reply's one
-field ``scores`` is a JSON list of scores, each :meth:`Score.to_dict` plus
+instances, expires_at, deadline_ms) and ``reply`` (the reply stream's name).
+A reply's one field ``scores`` is a JSON list of scores, each :meth:`Score.to_dict` plus
 ``request_id``: a worker sends what it scored together in one entry.
 
 >>> job_key("inloop:serve", "digits"), reply_key("inloop:serve", "1f2e")
 ('inloop:serve:digits:requests', 'inloop:serve:replies:1f2e')
 >>> decode_job(encode_job(Job("r1", "digits", 3, (("digits@3", "champion"),), [[0.5]])))
 Job(request_id='r1', service='digits', revision=3, models=(('digits@3', 'champion'),), \
-instances=[[0.5]], expires_at=0.0)
+instances=[[0.5]], expires_at=0.0, deadline_ms=0.0)
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ def encode_job(job: Job) -> str:
             "models": [list(pair) for pair in job.models],
             "instances": job.instances,
             "expires_at": job.expires_at,
+            "deadline_ms": job.deadline_ms,
         },
         separators=(",", ":"),
     )
@@ -115,6 +116,7 @@ def decode_job(text: str | bytes) -> Job:
         models=tuple((str(ref), str(role)) for ref, role in data["models"]),
         instances=list(data["instances"]),
         expires_at=float(data.get("expires_at") or 0.0),
+        deadline_ms=float(data.get("deadline_ms") or 0.0),
     )
 
 

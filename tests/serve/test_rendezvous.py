@@ -181,15 +181,22 @@ def test_hung_champion_gets_the_canary_then_the_fallback_by_the_deadline(
 
     hung = list_requests("fallback-saves", limit=20)
     assert len(hung) == 12
-    # The hung model's lane (shared by the three services) fills up: the first calls time
-    # out, the later ones are refused at once as 'busy'; none holds up an answer.
+    # The hung model's lane (shared by the three services) has 2 threads: the first calls
+    # wait out the deadline and time out. Once both threads have been stuck for longer than
+    # the deadline, later calls are refused at once as 'busy', and the canary or fallback
+    # answers without waiting for the deadline.
     every = [
         v
         for name in ("canary-saves", "fallback-saves", "default-saves")
         for v in list_requests(name, limit=20)
     ]
     statuses = [v.scores[refs["hang"]].status for v in every]
-    assert statuses.count("timeout") == 8 and statuses.count("busy") == 28
+    assert 2 <= statuses.count("timeout") <= 3, statuses
+    assert statuses.count("busy") == len(every) - statuses.count("timeout")
+    busy = [v.scores[refs["hang"]] for v in every if v.scores[refs["hang"]].status == "busy"]
+    assert all("60 ms deadline" in (s.error or "") for s in busy)
+    waits = sorted(elapsed for _, _, elapsed in answers)
+    assert waits[len(waits) // 2] < 30, waits  # most answers did not wait for the deadline
     crashed = [v.scores[refs["crash"]] for v in hung]
     assert all(s.status == "error" and "model exploded" in (s.error or "") for s in crashed)
     assert all(v.scores[refs["base"]].role == "fallback" for v in hung)

@@ -153,3 +153,32 @@ def test_a_model_that_hangs_the_scorer_goes_to_its_lane_and_a_new_scorer_takes_o
     assert steady.threads[1:] == ["inloop-scorer"] * 2
     assert flaky.idents[1] not in steady.idents[1:]
     assert flaky.threads[2].startswith("inloop-f@1-")  # never shared again
+
+
+def test_a_model_stuck_on_every_thread_past_the_deadline_is_busy_at_once() -> None:
+    stuck, steady = Recorder(), Recorder()
+    stuck.hold = threading.Event()
+
+    def deadline(i: int, ms: float) -> Job:
+        return Job(f"r{i}", "svc", 1, (("h@1", "champion"), ("s@1", "canary")), [[0.0]], 0, ms)
+
+    async def use(transport: LocalTransport) -> dict[str, Any]:
+        held = [transport.submit(deadline(i, 50)) for i in range(2)]  # one per lane thread
+        await asyncio.sleep(0.02)
+        young = transport.submit(deadline(2, 50))  # the threads are not 50 ms in yet: queued
+        await asyncio.sleep(0.08)
+        late = await scores(transport, deadline(3, 50))  # both threads stuck for 100 ms
+        patient = transport.submit(deadline(4, 0))  # no deadline: queued as before
+        stuck.hold.set()
+        freed = [await asyncio.wait_for(f["h@1"], 5) for f in (*held, young, patient)]
+        again = await scores(transport, deadline(5, 50))  # the model answers again
+        return {"late": late, "freed": freed, "again": again}
+
+    out = run({"h@1": stuck, "s@1": steady}, use)
+    busy = out["late"]["h@1"]
+    assert busy.status == "busy" and busy.latency_ms is None
+    assert "2 threads of h@1" in (busy.error or "") and "50 ms deadline" in (busy.error or "")
+    assert out["late"]["s@1"].ok  # the other model of that job is scored as usual
+    assert all(score.ok for score in out["freed"])  # queued calls were not dropped
+    assert out["again"]["h@1"].ok
+    assert len(stuck.threads) == 5  # every call but the busy one reached the model
