@@ -143,6 +143,15 @@ class LoadedModel:
         proba = self.predict_proba(X)
         return np.asarray(self.classes)[np.argmax(proba, axis=1)]
 
+    def bounded(self, X: np.ndarray) -> bool:
+        """Whether scoring the batch ``X`` runs only inloop's own arithmetic, and takes little.
+
+        Such a call cannot hang or stall, whatever the model's author wrote, so
+        a server may make it on its event loop instead of handing it to a
+        thread. False unless an adapter knows better (user code may do anything).
+        """
+        return False
+
     def _owner(self) -> str:
         if self.name is not None:
             return f"Model {self.name}@{self.version}"
@@ -199,6 +208,22 @@ class SklearnModel(LoadedModel):
             )
         return array
 
+    def bounded(self, X: np.ndarray) -> bool:
+        """True for a logistic regression (scored by inloop's own numpy calls) on a small batch.
+
+        A numeric 2-D batch of at most ``BOUNDED_WORK`` multiply-adds (rows x
+        features x classes) takes well under a millisecond, a wrong shape is
+        refused as quickly, and input that is not finite gets scikit-learn's
+        check. Any other estimator runs scikit-learn's or its author's code.
+        """
+        linear = self._linear
+        return (
+            linear is not None
+            and X.dtype.kind in "biuf"
+            and X.ndim == 2
+            and X.size * linear.coef_t.shape[1] <= BOUNDED_WORK
+        )
+
     def predict_proba(self, X: Any) -> np.ndarray:
         array = self._check(X)
         if self._linear is not None and array.dtype.kind in "biuf":
@@ -216,6 +241,11 @@ class SklearnModel(LoadedModel):
         if callable(getattr(self.estimator, "predict", None)):
             return np.asarray(self.estimator.predict(array))
         return super().predict(array)
+
+
+#: The most multiply-adds (rows x features x classes) of a batch :meth:`SklearnModel.bounded`
+#: calls small: about 0.1 ms of arithmetic.
+BOUNDED_WORK = 250_000
 
 
 class _LinearProba:

@@ -9,7 +9,9 @@ instances exactly as they arrived. A transport turns a job into one
   the event loop: fast models on one shared scorer thread, slow ones each in
   its own small thread pool, so a slow or hung model stalls neither the event
   loop nor the other models; a model with too many calls in flight is marked
-  ``busy`` at once instead of queueing without bound.
+  ``busy`` at once instead of queueing without bound. Only calls whose cost
+  inloop knows to be tiny (a logistic regression on a small batch) are made
+  on the loop itself.
 - ``RedisTransport`` (:mod:`inloop.serve.streams`) puts the job on a Redis
   Stream for ``inloop serve worker`` processes.
 
@@ -272,6 +274,13 @@ class _Call:
 class LocalTransport:
     """Score in this process: fast models on one shared thread, the others on their own.
 
+    A model whose call on a batch is *bounded* (:meth:`LoadedModel.bounded`:
+    inloop's own arithmetic on a small batch, such as a logistic regression
+    on one request's rows) is scored at once in :meth:`submit`, on the event
+    loop: that takes a few microseconds, far less than handing the call to a
+    thread and waking the loop for its answer. Every other call goes to a
+    thread, as follows.
+
     Each model version has a *lane*: ``threads_per_model`` threads of its own.
     A model is scored there until it has shown it is fast; from then on,
     while its last call took at most 5 ms (a champion) or 1 ms (another
@@ -364,6 +373,11 @@ class LocalTransport:
         first: list[_Call] = []  # the champion
         then: list[_Call] = []  # the others, once the champion has answered
         for ref, role in job.models:
+            lane = self._lanes.get(ref)
+            if lane is not None and lane.model.bounded(X):
+                # Cheaper here than the hop to a thread and back, and it cannot hang.
+                futures[ref].set_result(score_model(lane.model, X, ref, role))
+                continue
             call = self._call(ref, role, futures[ref], job.deadline_ms)
             if call is not None:
                 (first if role == "champion" else then).append(call)

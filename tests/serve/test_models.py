@@ -20,6 +20,7 @@ from inloop.serve import (
     majority_class_from,
     model_kind,
 )
+from inloop.serve.models import BOUNDED_WORK
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,25 @@ def test_logistic_regression_scores_fast_only_where_it_equals_scikit_learn(
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         SklearnModel(multi).predict_proba(bad)
+
+
+def test_only_a_logistic_regression_on_a_small_numeric_batch_is_bounded(
+    digits: tuple[np.ndarray, np.ndarray],
+) -> None:
+    X, y = digits
+    X = X / 16.0
+    linear = SklearnModel(LogisticRegression(max_iter=2000).fit(X, y))
+    assert linear.bounded(X[:1]) and linear.bounded(X[:50])
+    # 64 features x 10 classes a row: the most rows whose arithmetic stays small.
+    most = BOUNDED_WORK // (64 * 10)
+    assert linear.bounded(np.zeros((most, 64))) and not linear.bounded(np.zeros((most + 1, 64)))
+    assert not linear.bounded(np.array([["a"] * 64]))  # not numbers: scikit-learn's check
+    assert not linear.bounded(X[0])  # 1-D: refused by the model's own check, off the loop
+    # Code inloop does not own may take any time: never bounded.
+    assert not SklearnModel(_Sharpened(max_iter=2000).fit(X, y)).bounded(X[:1])
+    assert not SklearnModel(LinearSVC().fit(X, y)).bounded(X[:1])
+    assert not as_model(lambda batch: [0] * len(batch), classes=[0, 1]).bounded(X[:1])
+    assert not as_model(MajorityClass([0, 1], [1, 1])).bounded(X[:1])
 
 
 def test_sklearn_without_predict_proba_is_one_hot(digits: tuple[np.ndarray, np.ndarray]) -> None:

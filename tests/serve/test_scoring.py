@@ -182,3 +182,47 @@ def test_a_model_stuck_on_every_thread_past_the_deadline_is_busy_at_once() -> No
     assert all(score.ok for score in out["freed"])  # queued calls were not dropped
     assert out["again"]["h@1"].ok
     assert len(stuck.threads) == 5  # every call but the busy one reached the model
+
+
+def test_a_logistic_regression_on_a_small_batch_is_scored_before_submit_returns() -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    estimator = LogisticRegression(max_iter=2000).fit(X, y)
+    recorder = Recorder()
+    loaded = {"lr@1": as_model(estimator), "cb@1": as_model(recorder, classes=list(range(10)))}
+    both = (("lr@1", "champion"), ("cb@1", "challenger"))
+    big = X[np.arange(500) % len(X)]  # 500 rows x 64 features x 10 classes: over the bound
+    bad = X[:2].copy()
+    bad[1, 3] = np.nan
+
+    async def main() -> tuple[Any, ...]:
+        transport = LocalTransport(loader=loaded.__getitem__)
+        await transport.prepare("svc", 1, list(loaded))
+        try:
+            futures = transport.submit(Job("r1", "svc", 1, both, X[:3].tolist()))
+            # No thread was involved: the score is there already. The callable's is not.
+            at_once = futures["lr@1"].done(), futures["cb@1"].done()
+            small = await asyncio.wait_for(futures["lr@1"], 5)
+            await asyncio.wait_for(futures["cb@1"], 5)
+            futures = transport.submit(Job("r2", "svc", 1, both[:1], big.tolist()))
+            big_at_once = futures["lr@1"].done()
+            large = await asyncio.wait_for(futures["lr@1"], 5)
+            futures = transport.submit(Job("r3", "svc", 1, both[:1], bad.tolist()))
+            return at_once, small, big_at_once, large, futures["lr@1"].result()
+        finally:
+            await transport.close()
+
+    at_once, small, big_at_once, large, nan = asyncio.run(main())
+    assert at_once == (True, False)
+    assert small.ok and small.role == "champion"
+    np.testing.assert_allclose(small.probabilities, estimator.predict_proba(X[:3]), rtol=1e-9)
+    assert small.predictions == estimator.predict(X[:3]).tolist()
+    assert recorder.threads and not any(t == "MainThread" for t in recorder.threads)
+    # A batch with too much arithmetic goes to a thread like any other model, and scores the same.
+    assert not big_at_once and large.ok
+    assert large.predictions == estimator.predict(big).tolist()
+    # Input scikit-learn refuses is a score like any other: the loop goes on.
+    assert nan.status == "error" and "NaN" in (nan.error or "")
