@@ -10,7 +10,8 @@ relative to the service's deadline:
 
 - ``0``: every live model scores the request;
 - ``1``: the loop lags half the deadline or more: only the champion scores it
-  (the challengers and the canary answer nobody);
+  (the challengers and the canary answer nobody), with any model whose call
+  costs next to nothing (a small logistic regression scored on the loop);
 - ``2``: the loop lags the whole deadline, or the request has already waited
   that long: it would miss its deadline whatever the models do, so the
   fallback answers at once.
@@ -24,7 +25,8 @@ requests it takes are answered in time.
 The lag speaks for every request, the wait only for its own (it also counts
 slow work on the request itself, such as a first sign-in), so only the lag
 cuts the challengers. Shed requests are still answered, archived (the models
-that did not score them as ``busy``) and marked ``overloaded``. Cheaper
+that did not score them as ``busy``) and marked ``overloaded`` (when a model
+was left out). Cheaper
 answers let the server catch up, and it falls back below the thresholds.
 
 >>> shed_level(2.0, 30.0, 50), shed_level(30.0, 2.0, 50), shed_level(2.0, 80.0, 50)

@@ -15,10 +15,11 @@ walks the policy's :class:`~inloop.serve.policy.Schedule`:
 
 So every request is answered by the deadline, whatever the models do. Past
 saturation, requests queue before they reach the rendezvous; when the event
-loop lags half the service's deadline only the champion scores new requests,
+loop lags half the service's deadline only the champion (and any model whose
+call costs next to nothing, see ``Transport.bounded``) scores new requests,
 and a whole deadline behind (or for a request that has already waited that
-long) the fallback answers at once, marked ``overloaded`` (see
-:mod:`inloop.serve.overload`). After
+long) the fallback answers at once. An answer for which a model was shed is
+marked ``overloaded`` (see :mod:`inloop.serve.overload`). After
 answering, the remaining scores are collected in the background (up to
 ``collect_s``) and the request, every score (a missing one as ``timeout``),
 the answer and the latencies go to the :class:`~inloop.serve.archive.ArchiveWriter`.
@@ -61,7 +62,7 @@ from inloop.serve.archive import ArchivedRequest, ArchiveWriter, Hook
 from inloop.serve.models import LoadedModel, ServeError
 from inloop.serve.overload import REFUSE_AFTER, LoopLag, refuse, shed_level
 from inloop.serve.policy import DefaultAnswer, Policy, current_policy, raise_service_not_found
-from inloop.serve.scoring import Job, LocalTransport, Score, Transport, score_model
+from inloop.serve.scoring import Job, LocalTransport, Score, Transport, as_batch, score_model
 from inloop.serve.tables import serve_policies, serve_services
 from inloop.store.db import get_engine
 
@@ -122,7 +123,7 @@ class Answer:
     (None for a default answer). ``latency_ms`` runs from the request's
     arrival (at the server, when served over HTTP) to its answer.
     ``overloaded`` is True when the server was too far behind to let every
-    model score the request.
+    model score the request (some did not).
     """
 
     request_id: str
@@ -441,7 +442,10 @@ class Rendezvous:
             lag_ms = self.lag.lag_ms()
             level = shed_level(lag_ms, waited_ms, live.policy.schedule.deadline_ms)
             behind_ms = max(lag_ms, waited_ms)
-        futures = self._shed(job, level, behind_ms) if level else self.transport.submit(job)
+        if level:
+            futures, shed = self._shed(job, level, behind_ms)
+        else:
+            futures, shed = self.transport.submit(job), 0
         # A refused or unanswerable request raises here: nothing is archived for it.
         chosen = await self._choose(live, futures, start)
         answer_score = self._fallback(live, batch) if chosen is None else chosen
@@ -457,7 +461,7 @@ class Rendezvous:
             probabilities=answer_score.probabilities,
             classes=answer_score.classes,
             latency_ms=latency,
-            overloaded=level > 0,
+            overloaded=shed > 0,
         )
         self._collect(live, job, futures, received_at, answer, answer_score, start)
         return answer
@@ -492,17 +496,29 @@ class Rendezvous:
             "was not taken. Retry after a second, or spread the load over more servers."
         )
 
-    def _shed(self, job: Job, level: int, behind_ms: float) -> dict[str, asyncio.Future[Score]]:
-        """Submit only the champion (level 1) or nothing (level 2); the rest are ``busy``."""
+    def _shed(
+        self, job: Job, level: int, behind_ms: float
+    ) -> tuple[dict[str, asyncio.Future[Score]], int]:
+        """Submit only the champion (level 1) or nothing (level 2); the rest are ``busy``.
+
+        At level 1 the models whose call costs next to nothing (``bounded``)
+        score too: dropping them would save nothing. Returns the futures and
+        how many models were shed.
+        """
         loop = asyncio.get_running_loop()
-        kept = job.models[:1] if level == 1 else ()
+        kept: tuple[tuple[str, str], ...] = ()
+        if level == 1:
+            X = as_batch(job.instances)
+            rest = job.models[1:]
+            kept = job.models[:1] + tuple(m for m in rest if self.transport.bounded(m[0], X))
         futures = self.transport.submit(replace(job, models=kept)) if kept else {}
         why = f"not scored: the server was {behind_ms:.0f} ms behind (overloaded)"
-        for ref, role in job.models[len(kept) :]:
-            future: asyncio.Future[Score] = loop.create_future()
-            future.set_result(Score(ref, role, "busy", error=why))
-            futures[ref] = future
-        return futures
+        for ref, role in job.models:
+            if ref not in futures:
+                future: asyncio.Future[Score] = loop.create_future()
+                future.set_result(Score(ref, role, "busy", error=why))
+                futures[ref] = future
+        return futures, len(job.models) - len(kept)
 
     async def _choose(
         self, live: _Live, futures: dict[str, asyncio.Future[Score]], start: float

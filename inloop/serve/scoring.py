@@ -173,12 +173,16 @@ class Transport(Protocol):
     ``submit(job)`` for every request (must not block: it returns at once with
     a future per model of ``job.models``; the futures are never cancelled by
     the transport and every one ends with a :class:`Score` or stays pending),
-    and ``await close()`` when the server stops.
+    and ``await close()`` when the server stops. ``bounded(ref, X)`` says
+    whether scoring ``ref`` on the batch ``X`` costs next to nothing here: a
+    server that is behind still has such a model score a request.
     """
 
     async def prepare(self, service: str, revision: int, refs: Sequence[str]) -> None: ...
 
     def submit(self, job: Job) -> dict[str, asyncio.Future[Score]]: ...
+
+    def bounded(self, ref: str, X: np.ndarray) -> bool: ...
 
     async def close(self) -> None: ...
 
@@ -373,10 +377,9 @@ class LocalTransport:
         first: list[_Call] = []  # the champion
         then: list[_Call] = []  # the others, once the champion has answered
         for ref, role in job.models:
-            lane = self._lanes.get(ref)
-            if lane is not None and lane.model.bounded(X):
+            if self.bounded(ref, X):
                 # Cheaper here than the hop to a thread and back, and it cannot hang.
-                futures[ref].set_result(score_model(lane.model, X, ref, role))
+                futures[ref].set_result(score_model(self._lanes[ref].model, X, ref, role))
                 continue
             call = self._call(ref, role, futures[ref], job.deadline_ms)
             if call is not None:
@@ -408,6 +411,11 @@ class LocalTransport:
         timer = loop.call_later(self._head_start, release)
         first[0].future.add_done_callback(champion_done)
         return futures
+
+    def bounded(self, ref: str, X: np.ndarray) -> bool:
+        """Whether ``ref`` is loaded and scores ``X`` on the loop (see the class)."""
+        lane = self._lanes.get(ref)
+        return lane is not None and lane.model.bounded(X)
 
     def _call(
         self, ref: str, role: str, future: asyncio.Future[Score], deadline_ms: float

@@ -37,6 +37,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
 import redis
 
 from inloop.serve.models import ServeError
@@ -244,6 +245,10 @@ class RedisTransport:
                 f"{safe_url(self.url)} ({exc}). Check that Redis is up (INLOOP_STREAM_URL)."
             ) from None
         self._start_reader()
+
+    def bounded(self, ref: str, X: np.ndarray) -> bool:
+        """Never: every model's score costs this server a reply to collect."""
+        return False
 
     def submit(self, job: Job) -> dict[str, asyncio.Future[Score]]:
         """One future per model of ``job``; the job goes out at the end of this loop turn."""

@@ -47,6 +47,10 @@ def crash(X: np.ndarray) -> list[int]:
     raise RuntimeError("model exploded")
 
 
+def zeros(X: np.ndarray) -> list[int]:
+    return [0] * len(X)
+
+
 @pytest.fixture(scope="module")
 def digits() -> tuple[np.ndarray, np.ndarray]:
     X, y = load_digits(return_X_y=True)
@@ -65,6 +69,7 @@ def refs(db_url: str, digits: tuple[np.ndarray, np.ndarray]) -> dict[str, str]:
         "old": register(weak, name="digits-old").ref,
         "hang": register(hang, name="hang", classes=classes).ref,
         "crash": register(crash, name="crash", classes=classes).ref,
+        "zeros": register(zeros, name="zeros", classes=classes).ref,
         "base": register(MajorityClass(classes, np.bincount(y, minlength=10)), name="base").ref,
     }
 
@@ -409,32 +414,43 @@ def test_a_lagging_loop_sheds_models_then_recovers(
     assert all(s.status == "ok" for s in get_request("busy", after.request_id).scores.values())
 
 
-def test_half_the_deadline_behind_only_the_champion_scores(
+def test_half_the_deadline_behind_only_the_champion_and_models_scored_on_the_loop_score(
     refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
 ) -> None:
     X, _ = digits
-    create_service(
-        "half",
-        {
-            "champion": refs["strong"],
-            "challengers": [refs["weak"]],
-            "fallback": refs["base"],
-            "schedule": {"deadline_ms": 300},
-        },
-        created_by="ana",
-        reason="launch",
-    )
+    for name, challengers in (("half", [refs["zeros"], refs["weak"]]), ("cheap", [refs["weak"]])):
+        create_service(
+            name,
+            {
+                "champion": refs["strong"],
+                "challengers": challengers,
+                "fallback": refs["base"],
+                "schedule": {"deadline_ms": 300},
+            },
+            created_by="ana",
+            reason="launch",
+        )
 
     async def make(rendezvous: Rendezvous) -> Any:
         calm = await rendezvous.predict("half", X[:1].tolist())
+        await rendezvous.predict("cheap", X[:1].tolist())
         time.sleep(0.2)  # 200 ms behind: past half the 300 ms deadline, short of all of it
-        return calm, await rendezvous.predict("half", X[:1].tolist())
+        half = await rendezvous.predict("half", X[:1].tolist())
+        await asyncio.sleep(0.05)  # caught up, then behind again
+        time.sleep(0.2)
+        return calm, half, await rendezvous.predict("cheap", X[:1].tolist())
 
-    calm, champion_only = run(make)
+    calm, half, cheap = run(make)
     assert not calm.overloaded
-    assert champion_only.overloaded and champion_only.role == "champion"
-    scores = get_request("half", champion_only.request_id).scores
-    assert scores[refs["strong"]].status == "ok" and scores[refs["weak"]].status == "busy"
+    # The callable would take a thread: shed. The logistic regressions score on the loop.
+    assert half.overloaded and half.role == "champion"
+    scores = get_request("half", half.request_id).scores
+    assert scores[refs["zeros"]].status == "busy"
+    assert "behind (overloaded)" in (scores[refs["zeros"]].error or "")
+    assert scores[refs["strong"]].status == "ok" and scores[refs["weak"]].status == "ok"
+    # Nothing left out: every model scored, so the answer is not marked overloaded.
+    assert cheap.role == "champion" and not cheap.overloaded
+    assert all(s.ok for s in get_request("cheap", cheap.request_id).scores.values())
 
 
 def test_shedding_can_be_turned_off(
