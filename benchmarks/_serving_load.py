@@ -11,6 +11,15 @@ OUT.json``) so that it does not share the server's interpreter. SPEC holds
   cannot hide its stall by slowing the sender (coordinated omission).
   Connections are reused when idle and opened when none is (up to
   ``max_connections``);
+- open loop over several servers: ``targets`` (a list of ``{"url", "headers"}``)
+  instead of ``url`` and ``headers``. The servers take turns in slices of
+  ``slice_s`` s (default 1), with ``gap_s`` s (default 0.1) of no load
+  between slices so one server's leftover work does not fall in the next
+  one's slice; each gets ``rate`` requests/s during its slices, for
+  ``duration`` s in all, on its own connections. A stall of the host (on a
+  shared VM, for seconds at a time) then falls on all of them alike, which
+  separate runs one after the other cannot promise. OUT holds ``rows`` per
+  target (``rows_by_target``) in ``targets``' order;
 - closed loop: ``connections`` loops, each sending its next request when the
   previous one is answered, for ``duration`` s after ``warmup`` s.
 
@@ -203,27 +212,74 @@ async def _timed(pool: _Pool, due: float, t0: float) -> Row:
     return _row(due - t0, (_now() - due) * 1000.0, status, body)
 
 
+def schedule(
+    rate: float, duration: float, targets: int = 1, slice_s: float = 1.0, gap_s: float = 0.1
+) -> list[tuple[float, int]]:
+    """``(due s from the start, target)`` of every request of an open loop, in due order.
+
+    One target: ``rate`` requests/s for ``duration`` s. Several: they take
+    turns in slices of ``slice_s`` s with ``gap_s`` s between, each at ``rate``
+    during its own slices, for ``duration`` s in all.
+
+    >>> schedule(4.0, 1.0)
+    [(0.0, 0), (0.25, 0), (0.5, 0), (0.75, 0)]
+    >>> [(round(t, 2), k) for t, k in schedule(2.0, 1.0, targets=2, slice_s=0.5, gap_s=0.1)]
+    [(0.0, 0), (0.6, 1), (1.2, 0), (1.8, 1)]
+    """
+    if targets == 1:
+        return [(i / rate, 0) for i in range(int(rate * duration))]
+    out: list[tuple[float, int]] = []
+    per_slice = rate * slice_s
+    sent = [0.0] * targets  # requests each target is owed so far (fractional)
+    total = int(rate * duration)
+    k = 0
+    while min(sent) < total:
+        target, start = k % targets, k * (slice_s + gap_s)
+        first = int(sent[target])
+        sent[target] = min(float(total), sent[target] + per_slice)
+        out.extend((start + j / rate, target) for j in range(int(sent[target]) - first))
+        k += 1
+    return out
+
+
 async def open_loop(spec: dict[str, Any]) -> dict[str, Any]:
-    """Send ``rate`` requests/s for ``duration`` s on schedule; latency from each due time."""
-    pool = _Pool(spec)
-    rate, n = float(spec["rate"]), int(float(spec["rate"]) * float(spec["duration"]))
+    """Send requests on schedule (see :func:`schedule`); latency from each due time."""
+    targets = spec.get("targets") or [{"url": spec["url"], "headers": spec.get("headers", {})}]
+    pools = [_Pool({**spec, **target}) for target in targets]
+    due_times = schedule(
+        float(spec["rate"]),
+        float(spec["duration"]),
+        len(pools),
+        float(spec.get("slice_s", 1.0)),
+        float(spec.get("gap_s", 0.1)),
+    )
     t0 = _now() + 0.05
-    tasks: list[asyncio.Task[Row]] = []
+    tasks: list[tuple[int, asyncio.Task[Row]]] = []
     lag_ms = 0.0
-    i = 0
+    i, n = 0, len(due_times)
     while i < n:
         now = _now()
-        due = t0 + i / rate
+        due = t0 + due_times[i][0]
         if due > now:
             await asyncio.sleep(due - now)
             continue
         lag_ms = max(lag_ms, (now - due) * 1000.0)
-        while i < n and t0 + i / rate <= now:  # everything due by now, each at its due time
-            tasks.append(asyncio.create_task(_timed(pool, t0 + i / rate, t0)))
+        while i < n and t0 + due_times[i][0] <= now:  # everything due by now, each at its time
+            offset, target = due_times[i]
+            tasks.append((target, asyncio.create_task(_timed(pools[target], t0 + offset, t0))))
             i += 1
-    rows = list(await asyncio.gather(*tasks))
-    await pool.close()
-    return {"rows": rows, "max_send_lag_ms": round(lag_ms, 3), "connections": pool.opened}
+    rows = await asyncio.gather(*(task for _, task in tasks))
+    by_target: list[list[Row]] = [[] for _ in pools]
+    for (target, _), row in zip(tasks, rows, strict=True):
+        by_target[target].append(row)
+    for pool in pools:
+        await pool.close()
+    return {
+        "rows": by_target[0],
+        "rows_by_target": by_target,
+        "max_send_lag_ms": round(lag_ms, 3),
+        "connections": sum(pool.opened for pool in pools),
+    }
 
 
 async def closed_loop(spec: dict[str, Any]) -> dict[str, Any]:

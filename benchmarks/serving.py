@@ -7,8 +7,9 @@ uvloop when installed, no access log), on the same digits champion:
   loaded as inloop loads it, so both make the same model call
   (``benchmarks/_serving_apps.py``);
 - *inloop*: ``inloop.web.create_app(serving=True)`` — auth, the rendezvous
-  (champion, a challenger and a canary score every request; a MajorityClass
-  fallback), the archive with the decoy on. Its predict requests, once their
+  (champion, a challenger and a canary score every request, all three
+  logistic regressions, which inloop scores on its event loop; a
+  MajorityClass fallback), the archive with the decoy on. Its predict requests, once their
   token is cached, are answered in front of FastAPI's routing
   (``inloop.web.serving.ArrivalStamp``); the floor's go through it.
 
@@ -18,7 +19,9 @@ them. The cases, each against the floor:
 1. saturation: 32 connections back to back, requests/s, ratio inloop/floor
    (inloop's requests every model scored; it sheds some past saturation);
 2. below saturation: open loop at 50 % of inloop's saturation rate, p50/p99
-   (target: inloop adds <= 2 ms to p50 and <= 5 ms to p99);
+   (target: inloop adds <= 2 ms to p50 and <= 5 ms to p99). In each of its
+   runs the two servers take turns in 1 s slices (0.1 s apart), so that the
+   seconds-long stalls of a shared VM fall on both alike;
 3. overload: open loop at 2x that rate: p50/p99, errors, answered share,
    fallback answers (no target; inloop must not crash; it sheds load: the
    fallback answers requests already past their deadline, and requests that
@@ -27,7 +30,8 @@ them. The cases, each against the floor:
    server leaves free (``inloop serve worker``, one here on 2 cores), all on
    this machine, whose saturation is measured first; open loop at case 2's
    rate or half that saturation, whichever is lower, against in-process at
-   the same rate (target: <= 3 ms more than in-process at p50 and p99);
+   the same rate, taking turns as in case 2 (target: <= 3 ms more than
+   in-process at p50 and p99);
    4b, for comparison only, does the same with 2 workers where that is more;
 5. a hung champion (50 ms deadline): every request answered by the canary or
    fallback within deadline + 5 ms, none lost (the first ones at the
@@ -92,7 +96,7 @@ class Sizes:
 
 FULL = Sizes(saturation=8, below=6, overload=5, hung=5, generator=3)
 QUICK = Sizes(saturation=3, below=2, overload=2, hung=3, generator=1.5)
-#: Cases 2 and 4 alternate the compared servers this many times and compare medians.
+#: Cases 2 and 4 run this many times (the servers taking turns in each run); medians compared.
 REPEATS = 5
 
 
@@ -459,6 +463,24 @@ def run(quick: bool, work: Path, console: Console, diagnose: bool = False) -> di
         result = _load(spec(base, service, headers, mode="open", **kw), work)
         return _summary(result) | {"_ids": _ids(result)}
 
+    def turns(
+        targets: list[tuple[str, str, dict[str, str]]], round_: int, **kw: Any
+    ) -> list[dict[str, Any]]:
+        """One open-loop run in which ``targets`` (base, service, headers) take turns in slices.
+
+        Round by round, a different target takes the first slice. Summaries in
+        ``targets``' order.
+        """
+        first = round_ % len(targets)
+        order = targets[first:] + targets[:first]
+        urls = [{"url": f"{b}/v1/services/{s}/predict", "headers": h} for b, s, h in order]
+        result = _load({**spec("", "", {}, mode="open", **kw), "targets": urls}, work)
+        summaries = [
+            _summary({"rows": rows}) | {"_ids": _ids({"rows": rows})}
+            for rows in result["rows_by_target"]
+        ]
+        return summaries[-first:] + summaries[:-first] if first else summaries
+
     tracked: dict[str, set[str]] = {"bench": set(), "bench-hung": set(), redis_service: set()}
 
     def keep(service: str, summary: dict[str, Any]) -> dict[str, Any]:
@@ -507,13 +529,16 @@ def run(quick: bool, work: Path, console: Console, diagnose: bool = False) -> di
         below_rate = round(0.5 * saturation, 1)
         console.print(f"2. below saturation, {below_rate} requests/s ...")
         floor_runs, inloop_runs = [], []
-        for _ in range(REPEATS):
-            run_floor = open_(floor, "bench", {}, rate=below_rate, duration=sizes.below)
+        for i in range(REPEATS):
+            run_floor, run_inloop = turns(
+                [(floor, "bench", {}), (inloop, "bench", auth)],
+                i,
+                rate=below_rate,
+                duration=sizes.below,
+            )
             run_floor.pop("_ids")
             floor_runs.append(run_floor)
-            inloop_runs.append(
-                keep("bench", open_(inloop, "bench", auth, rate=below_rate, duration=sizes.below))
-            )
+            inloop_runs.append(keep("bench", run_inloop))
         below_floor, below_inloop = _medians(floor_runs), _medians(inloop_runs)
         added_p50 = round(below_inloop["p50_ms"] - below_floor["p50_ms"], 3)
         added_p99 = round(below_inloop["p99_ms"] - below_floor["p99_ms"], 3)
@@ -568,11 +593,11 @@ def run(quick: bool, work: Path, console: Console, diagnose: bool = False) -> di
             streams = partial(
                 _streams_case, inloop, redis_service, env, auth, below_rate, sizes, work
             )
-            cases["streams"] = streams(workers, closed, open_, keep)
+            cases["streams"] = streams(workers, closed, turns, keep)
             if workers != 2:
                 # For comparison, not a target: two workers on this machine's cores.
                 console.print("4b. Redis Streams, 2 workers: saturation ...")
-                more = streams(2, closed, open_, keep)
+                more = streams(2, closed, turns, keep)
                 cases["streams_2_workers"] = {
                     key: more[key]
                     for key in ("rate", "saturation", "workers", "more_p50_ms", "more_p99_ms")
@@ -617,7 +642,7 @@ def _streams_case(
     work: Path,
     workers: int,
     closed: Any,
-    open_: Any,
+    turns: Any,
     keep: Any,
 ) -> dict[str, Any]:
     """Case 4: the server on Redis Streams with ``workers``, taking turns with the in-process one.
@@ -644,13 +669,15 @@ def _streams_case(
         rate = min(below_rate, round(0.5 * float(saturation["fully_served_per_s"]), 1))
         print(f"4. Redis Streams, {rate} requests/s ...", flush=True)
         local_runs, streamed_runs = [], []
-        for _ in range(REPEATS):
-            local_runs.append(
-                keep("bench", open_(inloop, "bench", auth, rate=rate, duration=sizes.below))
+        for i in range(REPEATS):
+            local_run, streamed_run = turns(
+                [(inloop, "bench", auth), (streamed, service, auth)],
+                i,
+                rate=rate,
+                duration=sizes.below,
             )
-            streamed_runs.append(
-                keep(service, open_(streamed, service, auth, rate=rate, duration=sizes.below))
-            )
+            local_runs.append(keep("bench", local_run))
+            streamed_runs.append(keep(service, streamed_run))
     local, streams = _medians(local_runs), _medians(streamed_runs)
     more_p50 = round(streams["p50_ms"] - local["p50_ms"], 3)
     more_p99 = round(streams["p99_ms"] - local["p99_ms"], 3)
