@@ -58,6 +58,14 @@ import redis
 from inloop.serve.models import LoadedModel, ServeError
 from inloop.serve.policy import Policy, current_policy
 from inloop.serve.queues import take_batch
+from inloop.serve.resp import (
+    Address,
+    BlockingConnection,
+    RedisReplyError,
+    hiredis_available,
+    pack,
+    parse_address,
+)
 from inloop.serve.scoring import Job, Score, as_batch, fast_enough_to_share, score_model
 from inloop.serve.streams import (
     REPLY_TTL_S,
@@ -200,8 +208,11 @@ class _Worker:
         max_in_flight: int,
         claim_idle_ms: int,
         forget_after_s: float,
+        address: Address | None = None,
     ) -> None:
         self.client = client
+        # Where the reader opens its own connection (None: it reads through redis-py's).
+        self.address = address
         self.stream = stream
         self.consumer = consumer
         self.loader = loader
@@ -293,6 +304,7 @@ class _Worker:
         next_claim = time.monotonic() + claim_every
         cursor = "0-0"
         out = _Replies()  # scored, not sent yet
+        conn: BlockingConnection | None = None  # this reader's own (see _read)
         while not stop.is_set():
             if self._full():
                 self._send(out)
@@ -320,19 +332,24 @@ class _Worker:
                         out.merge(self._take(entries))
                     if cursor != "0-0":
                         next_claim = 0.0  # more to claim: go on at once
-                pipe = self._pipeline(out)
+                if self.address is not None:
+                    if conn is None or not conn.is_open:
+                        conn = BlockingConnection(self.address, f"inloop-worker:{self.consumer}")
+                    response = self._read(conn, out)
+                else:
+                    pipe = self._pipeline(out)
+                    pipe.xreadgroup(
+                        WORKER_GROUP,
+                        self.consumer,
+                        {self.stream: ">"},
+                        count=_COUNT,
+                        block=_BLOCK_MS,
+                    )
+                    response = self._execute(pipe)
                 out = _Replies()
-                pipe.xreadgroup(
-                    WORKER_GROUP,
-                    self.consumer,
-                    {self.stream: ">"},
-                    count=_COUNT,
-                    block=_BLOCK_MS,
-                )
-                response: Any = self._execute(pipe)
                 for _stream, entries in response or ():
                     out.merge(self._take(entries))
-            except redis.ResponseError as exc:
+            except (redis.ResponseError, RedisReplyError) as exc:
                 if "NOGROUP" in str(exc):
                     # The stream or group was deleted under us: create it again.
                     logger.warning("consumer group missing on %s; recreating it", self.stream)
@@ -346,6 +363,43 @@ class _Worker:
                 logger.warning("redis error (%s); retrying in 0.5 s", exc)
                 stop.wait(0.5)
         self._send(out)
+
+    def _read(self, conn: BlockingConnection, out: _Replies) -> Any:
+        """Send ``out`` and the next XREADGROUP in one write; the jobs read, as redis-py gives them.
+
+        That is ``[(stream, [(entry id, fields or None), ...])]``, or None when
+        no job came within ``_BLOCK_MS``.
+        """
+        commands = self._commands(out)
+        commands.append(
+            pack(
+                "XREADGROUP",
+                "GROUP",
+                WORKER_GROUP,
+                self.consumer,
+                "COUNT",
+                _COUNT,
+                "BLOCK",
+                _BLOCK_MS,
+                "STREAMS",
+                self.stream,
+                ">",
+            )
+        )
+        *sent, last = conn.call_all(commands)
+        _log_refusals(sent)
+        if isinstance(last, Exception):
+            raise last
+        return [
+            (
+                stream,
+                [
+                    (i, None if f is None else dict(zip(f[::2], f[1::2], strict=True)))
+                    for i, f in items
+                ],
+            )
+            for stream, items in last or ()
+        ]
 
     def _take(self, entries: Iterable[tuple[str, dict[str, str] | None]]) -> _Replies:
         """Score the entries' fast models here, champions first; hand the rest to their lanes.
@@ -489,26 +543,33 @@ class _Worker:
         return last
 
     def _pipeline(self, out: _Replies) -> Any:
-        """A pipeline holding ``out``: an entry per reply stream, then the acknowledgements."""
+        """A redis-py pipeline holding :meth:`_commands` of ``out``."""
         pipe = self.client.pipeline(transaction=False)
+        for args in self._command_args(out):
+            pipe.execute_command(*args)
+        return pipe
+
+    def _commands(self, out: _Replies) -> list[bytes]:
+        """``out`` as commands for a :class:`BlockingConnection`."""
+        return [pack(*args) for args in self._command_args(out)]
+
+    def _command_args(self, out: _Replies) -> list[tuple[str | int, ...]]:
+        """What sends ``out``: an entry per reply stream, then the acknowledgements."""
+        commands: list[tuple[str | int, ...]] = []
         now = time.monotonic()
         for reply, scores in out.scores.items():
-            pipe.xadd(
-                reply,
-                {"scores": json.dumps(scores, separators=(",", ":"))},
-                maxlen=_REPLY_MAXLEN,
-                approximate=True,
-            )
+            payload = json.dumps(scores, separators=(",", ":"))
+            commands.append(("XADD", reply, "MAXLEN", "~", _REPLY_MAXLEN, "*", "scores", payload))
             with self._refreshed_lock:
                 due = now - self._refreshed.get(reply, -_EXPIRE_EVERY_S) >= _EXPIRE_EVERY_S
                 if due:
                     self._refreshed[reply] = now
             if due:
                 # Set here too: a reply stream whose server died must still expire.
-                pipe.expire(reply, REPLY_TTL_S)
+                commands.append(("EXPIRE", reply, REPLY_TTL_S))
         if out.acks:
-            pipe.xack(self.stream, WORKER_GROUP, *out.acks)
-        return pipe
+            commands.append(("XACK", self.stream, WORKER_GROUP, *out.acks))
+        return commands
 
     # --- housekeeping ---------------------------------------------------------------------
 
@@ -603,6 +664,12 @@ def run_worker(
 
     # Lane threads and the reader share it: redis-py's pool gives each a connection.
     client = redis.Redis.from_url(url, socket_connect_timeout=2, decode_responses=True)
+    try:
+        # The reader's hot path has a connection of its own (see inloop.serve.resp).
+        address: Address | None = parse_address(url) if hiredis_available() else None
+    except ServeError as exc:  # a URL option only redis-py understands
+        logger.info("the reader goes through redis-py: %s", exc)
+        address = None
     stream = job_key(prefix, service)
     worker = _Worker(
         client,
@@ -613,6 +680,7 @@ def run_worker(
         max_in_flight=max_in_flight,
         claim_idle_ms=claim_idle_ms,
         forget_after_s=forget_after_s,
+        address=address,
     )
     readers: list[threading.Thread] = []
 

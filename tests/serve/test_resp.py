@@ -18,6 +18,7 @@ import redis
 from inloop.serve.models import ServeError
 from inloop.serve.resp import (
     Address,
+    BlockingConnection,
     RedisConnectionError,
     RedisReplyError,
     open_connection,
@@ -159,3 +160,45 @@ def test_parse_address_refuses_options_it_would_ignore() -> None:
     with pytest.raises(ServeError, match="health_check_interval") as refused:
         parse_address("redis://127.0.0.1:6379/0?health_check_interval=5")
     assert "socket_connect_timeout" in str(refused.value)  # what it does understand
+
+
+def test_a_blocking_connection_gives_replies_in_order_with_refusals_in_place(
+    key: str, redis_client: redis.Redis
+) -> None:
+    conn = BlockingConnection(parse_address(URL), name="inloop-test-blocking")
+    try:
+        replies = conn.call_all(
+            [
+                pack("XADD", key, "*", "job", "é 1"),
+                pack("LPUSH", key, "x"),  # a stream is not a list: refused, the rest go on
+                pack("XRANGE", key, "-", "+"),
+                pack("XREAD", "COUNT", 1, "BLOCK", 50, "STREAMS", key + ":none", "$"),
+            ]
+        )
+    finally:
+        conn.close()
+    entry_id, refused, entries, nothing = replies
+    assert isinstance(entry_id, str) and entry_id.count("-") == 1
+    assert isinstance(refused, RedisReplyError) and "WRONGTYPE" in str(refused)
+    assert entries == [[entry_id, ["job", "é 1"]]]  # bulk strings come back as str
+    assert nothing is None  # nothing within the block time
+    assert not conn.is_open
+    with pytest.raises(RedisConnectionError, match="closed"):
+        conn.call_all([pack("PING")])
+
+
+def test_a_blocking_connection_that_redis_drops_says_so_and_stays_closed(
+    redis_client: redis.Redis,
+) -> None:
+    conn = BlockingConnection(parse_address(URL), name="inloop-test-dropped")
+    assert conn.call_all([pack("PING")]) == ["PONG"]
+    (mine,) = [c for c in redis_client.client_list() if c["name"] == "inloop-test-dropped"]
+    redis_client.client_kill_filter(_id=mine["id"])
+    with pytest.raises(RedisConnectionError, match="lost"):
+        conn.call_all([pack("PING")])
+    assert not conn.is_open
+    # A refused login and an unreachable Redis are errors at once, not hangs.
+    with pytest.raises(RedisReplyError, match="AUTH"):
+        BlockingConnection(parse_address("redis://:wrong@127.0.0.1:6379/0"))
+    with pytest.raises(RedisConnectionError, match="cannot connect"):
+        BlockingConnection(parse_address("redis://127.0.0.1:1/0?socket_connect_timeout=1"))

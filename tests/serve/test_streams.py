@@ -546,6 +546,35 @@ def test_the_transport_reconnects_when_redis_drops_its_connections(
     assert all("redis" in (score.error or "") for score in after[:-1])
 
 
+@pytest.mark.parametrize("url", [URL, URL + "?health_check_interval=30"])
+def test_a_worker_reader_whose_connection_redis_drops_reads_again(
+    prefix: str, redis_client: redis.Redis, url: str
+) -> None:
+    # The second URL has an option only redis-py understands: the reader reads through it.
+    ref = _majority_service()
+    worker = InProcessWorker("svc", prefix, url=url)
+    transport = RedisTransport(URL, prefix=prefix)
+    jobs = [Job(f"r{i}", "svc", 1, ((ref, "champion"),), [[0.0]]) for i in range(3)]
+
+    async def body() -> list[Score]:
+        first = await asyncio.wait_for(transport.submit(jobs[0])[ref], 10)
+        killed = 0
+        for client in redis_client.client_list():
+            # The reader's own connection, or redis-py's blocked in XREADGROUP.
+            if client["name"].startswith("inloop-worker:") or client["cmd"] == "xreadgroup":
+                redis_client.client_kill_filter(_id=client["id"])
+                killed += 1
+        assert killed >= 1
+        rest = [await asyncio.wait_for(transport.submit(job)[ref], 10) for job in jobs[1:]]
+        return [first, *rest]
+
+    try:
+        scores = asyncio.run(_with_transport(transport, "svc", jobs, body))
+    finally:
+        worker.close()
+    assert [s.predictions for s in scores] == [["a"]] * 3
+
+
 def test_dead_workers_are_forgotten_once_they_hold_no_jobs(
     prefix: str, redis_client: redis.Redis
 ) -> None:
