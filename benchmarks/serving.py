@@ -475,7 +475,7 @@ def run(quick: bool, work: Path, console: Console, diagnose: bool = False) -> di
         first = round_ % len(targets)
         order = targets[first:] + targets[:first]
         urls = [{"url": f"{b}/v1/services/{s}/predict", "headers": h} for b, s, h in order]
-        result = _load({**spec("", "", {}, mode="open", **kw), "targets": urls}, work)
+        result = _load({"targets": urls, "body": body, "client": "raw", "mode": "open", **kw}, work)
         summaries = [
             _summary({"rows": rows}) | {"_ids": _ids({"rows": rows})}
             for rows in result["rows_by_target"]

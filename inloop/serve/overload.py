@@ -25,9 +25,9 @@ requests it takes are answered in time.
 The lag speaks for every request, the wait only for its own (it also counts
 slow work on the request itself, such as a first sign-in), so only the lag
 cuts the challengers. Shed requests are still answered, archived (the models
-that did not score them as ``busy``) and marked ``overloaded`` (when a model
-was left out). Cheaper
-answers let the server catch up, and it falls back below the thresholds.
+that did not score them as ``busy``) and marked ``overloaded`` when a model
+was left out. Cheaper answers let the server catch up, and it falls back
+below the thresholds.
 
 >>> shed_level(2.0, 30.0, 50), shed_level(30.0, 2.0, 50), shed_level(2.0, 80.0, 50)
 (0, 1, 2)
