@@ -309,19 +309,19 @@ def test_get_artifacts_of_many_tasks(store: RunStore) -> None:
     assert len(refs) == n and all(set(v) == {"x"} for v in refs.values())
 
 
-def test_write_tasks_speed(store: RunStore, db_url: str) -> None:
-    """1,000 tasks + 3,000 artifact rows in one batch: well under 100 ms on SQLite."""
+def test_write_tasks_in_one_large_batch_inserts_then_updates(store: RunStore) -> None:
+    """1,000 tasks + 3,000 artifact rows in one batch, written three times: no duplicates.
+
+    How fast that is belongs to the benchmarks, not to a timed unit test.
+    """
     rid = store.create_run("F", "ana").run_id
     tasks = [task(rid, i) for i in range(1_000)]
     refs = [artifact(rid, i, name) for i in range(1_000) for name in ("a", "b", "c")]
-    timings = []
     for _ in range(3):  # the first inserts, the others update
-        start = time.perf_counter()
         store.write_tasks(tasks, refs)
-        timings.append(time.perf_counter() - start)
     assert len(store.get_tasks(rid)) == 1_000
-    if db_url.startswith("sqlite"):
-        assert min(timings) < 0.1, timings  # measured ~30 ms on 2 cores
+    every = store.get_artifacts(rid, range(1_000))
+    assert len(every) == 1_000 and all(sorted(v) == ["a", "b", "c"] for v in every.values())
 
 
 def test_concurrent_writers_on_one_sqlite_file(inloop_home: Any) -> None:
