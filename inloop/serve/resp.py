@@ -250,19 +250,25 @@ async def open_connection(address: Address, name: str | None = None) -> RespConn
         where = address.path or f"{address.host}:{address.port}"
         raise RedisConnectionError(f"cannot connect to Redis at {where} ({exc!r})") from None
     try:
-        if address.password is not None:
-            login = (
-                (address.username, address.password) if address.username else (address.password,)
-            )
-            await conn.call("AUTH", *login)
-        if address.db:
-            await conn.call("SELECT", address.db)
-        if name:
-            await conn.call("CLIENT", "SETNAME", name)
+        for command in _login(address, name):
+            await conn.call(*command)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _login(address: Address, name: str | None) -> list[tuple[str | int, ...]]:
+    """The commands a new connection sends first: log in, select the database, name itself."""
+    commands: list[tuple[str | int, ...]] = []
+    if address.password is not None:
+        user = (address.username,) if address.username else ()
+        commands.append(("AUTH", *user, address.password))
+    if address.db:
+        commands.append(("SELECT", address.db))
+    if name:
+        commands.append(("CLIENT", "SETNAME", name))
+    return commands
 
 
 def hiredis_available() -> bool:
@@ -301,14 +307,7 @@ class BlockingConnection:
             raise RedisConnectionError(f"cannot connect to Redis at {where} ({exc!r})") from None
         self._sock: socket.socket | None = sock
         self._parser = hiredis.Reader(encoding="utf-8")
-        login: list[bytes] = []
-        if address.password is not None:
-            credentials = (address.username, address.password)
-            login.append(pack("AUTH", *(c for c in credentials if c is not None)))
-        if address.db:
-            login.append(pack("SELECT", address.db))
-        if name:
-            login.append(pack("CLIENT", "SETNAME", name))
+        login = [pack(*command) for command in _login(address, name)]
         for reply in self.call_all(login) if login else ():
             if isinstance(reply, RedisReplyError):
                 self.close()

@@ -79,11 +79,17 @@ def _auth(engine: Engine, name: str, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {create_user(name, role, engine=engine)}"}
 
 
-def _champion_only(engine: Engine, champion: str) -> None:
-    """Service ``digits``: ``champion`` alone, a default answer as fallback, a patient deadline."""
+def _champion_only(
+    engine: Engine, champion: str, fallback: Any = None, name: str = "digits"
+) -> None:
+    """Service ``name``: ``champion`` alone, a patient deadline, and ``fallback``.
+
+    The fallback defaults to a default answer (label 0).
+    """
+    fallback = {"label": 0} if fallback is None else fallback
     create_service(
-        "digits",
-        {"champion": champion, "fallback": {"label": 0}, "schedule": PATIENT},
+        name,
+        {"champion": champion, "fallback": fallback, "schedule": PATIENT},
         created_by="a",
         reason="t",
         engine=engine,
@@ -288,13 +294,7 @@ def test_a_revoked_token_stops_predicting_within_the_cache_time(
 ) -> None:
     monkeypatch.setattr(serving_module, "TOKEN_CACHE_SECONDS", 0.5)
     X, _ = digits
-    create_service(
-        "digits",
-        {"champion": models["champion"], "fallback": models["base"], "schedule": PATIENT},
-        created_by="ana",
-        reason="launch",
-        engine=engine,
-    )
+    _champion_only(engine, models["champion"], models["base"])
     headers = _auth(engine, "app", "annotator")
 
     def ask() -> Any:
@@ -400,13 +400,7 @@ def test_a_signed_in_json_request_gets_the_routes_answer_without_the_route(
 def test_an_unknown_service_gets_the_routes_not_found(
     engine: Engine, models: dict[str, str], app_client: TestClient
 ) -> None:
-    create_service(
-        "broken",
-        {"champion": models["champion"], "fallback": models["base"], "schedule": PATIENT},
-        created_by="a",
-        reason="t",
-        engine=engine,
-    )
+    _champion_only(engine, models["champion"], models["base"], name="broken")
     cached = _auth(engine, "app", "annotator")
     post = app_client.post
     assert post("/v1/services/broken/predict", json={"instance": _ROW}, headers=cached).is_success
@@ -423,13 +417,7 @@ def test_promote_and_rollback_need_a_scientist_and_apply_at_once(
     app_client: TestClient,
 ) -> None:
     X, _ = digits
-    create_service(
-        "digits",
-        {"champion": models["canary"], "fallback": models["base"], "schedule": PATIENT},
-        created_by="a",
-        reason="t",
-        engine=engine,
-    )
+    _champion_only(engine, models["canary"], models["base"])
     annotator, sci = _auth(engine, "ann", "annotator"), _auth(engine, "sci", "scientist")
     ask = {"instance": X[5].tolist()}
     before = app_client.post("/v1/services/digits/predict", json=ask, headers=annotator).json()
