@@ -62,7 +62,15 @@ from inloop.serve.archive import ArchivedRequest, ArchiveWriter, Hook
 from inloop.serve.models import LoadedModel, ServeError
 from inloop.serve.overload import REFUSE_AFTER, LoopLag, refuse, shed_level
 from inloop.serve.policy import DefaultAnswer, Policy, current_policy, raise_service_not_found
-from inloop.serve.scoring import Job, LocalTransport, Score, Transport, as_batch, score_model
+from inloop.serve.scoring import (
+    Job,
+    LocalTransport,
+    Score,
+    Transport,
+    as_batch,
+    score_model,
+    wait_first,
+)
 from inloop.serve.tables import serve_policies, serve_services
 from inloop.store.db import get_engine
 
@@ -571,7 +579,7 @@ class Rendezvous:
                     if future.done() and future.result().ok:
                         return future.result()
                 return None
-            await asyncio.wait(pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            await wait_first(pending, remaining)
 
     def _fallback(self, live: _Live, batch: list[Any]) -> Score:
         fallback = live.policy.fallback

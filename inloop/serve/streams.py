@@ -49,7 +49,7 @@ from inloop.serve.resp import (
     pack,
     parse_address,
 )
-from inloop.serve.scoring import Job, Score
+from inloop.serve.scoring import Job, Score, ScoreFuture
 
 __all__ = [
     "REPLY_TTL_S",
@@ -257,7 +257,7 @@ class RedisTransport:
         futures: dict[str, asyncio.Future[Score]] = {}
         pending: list[_Pending] = []
         for ref, role in job.models:
-            future: asyncio.Future[Score] = loop.create_future()
+            future = ScoreFuture(loop=loop)
             futures[ref] = future
             pending.append((ref, role, future))
             self._futures[(job.request_id, ref)] = (future, now)
@@ -373,13 +373,7 @@ class RedisTransport:
                 try:
                     if conn is None or not conn.is_open:
                         conn = await open_connection(self._address, self.client_name)
-                    response = await conn.call(
-                        "XREAD", "BLOCK", _READ_BLOCK_MS, "STREAMS", self.reply_stream, last_id
-                    )
-                    for _stream, entries in response or ():
-                        for entry_id, fields in entries:
-                            last_id = entry_id
-                            self._resolve(fields)
+                    last_id = await self._read_once(conn, last_id)
                     now = time.monotonic()
                     if now - housekeeping >= _HOUSEKEEPING_S:
                         housekeeping = now
@@ -399,6 +393,32 @@ class RedisTransport:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _read_once(self, conn: RespConnection, last_id: bytes) -> asyncio.Future[bytes]:
+        """Send one XREAD after ``last_id``; the id of the last entry read comes in the future.
+
+        The entries' scores settle their futures as the reply is parsed, a loop
+        turn before the reader task could: each turn under load also serves
+        the other requests' I/O.
+        """
+        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def on_reply(reply: Any) -> None:
+            if done.done():
+                return
+            if isinstance(reply, Exception):
+                done.set_exception(reply)
+                return
+            last = last_id
+            for _stream, entries in reply or ():
+                for entry_id, fields in entries:
+                    last = entry_id
+                    self._resolve(fields)
+            done.set_result(last)
+
+        command = pack("XREAD", "BLOCK", _READ_BLOCK_MS, "STREAMS", self.reply_stream, last_id)
+        conn.send(command, on_reply)
+        return done
 
     def _resolve(self, fields: list[bytes]) -> None:
         try:

@@ -226,3 +226,57 @@ def test_a_logistic_regression_on_a_small_batch_is_scored_before_submit_returns(
     assert large.predictions == estimator.predict(big).tolist()
     # Input scikit-learn refuses is a score like any other: the loop goes on.
     assert nan.status == "error" and "NaN" in (nan.error or "")
+
+
+def _turns_until_woken(make: Callable[[asyncio.AbstractEventLoop], asyncio.Future[Score]]) -> int:
+    """Loop turns between a score being set and the request waiting for it resuming."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        future = make(loop)
+        turns = 0
+        woken: int | None = None
+
+        def tick() -> None:
+            nonlocal turns
+            turns += 1
+            if woken is None:
+                loop.call_soon(tick)
+
+        async def request() -> None:
+            nonlocal woken
+            await scoring.wait_first([future], 5.0)
+            woken = turns
+
+        task = asyncio.create_task(request())
+        await asyncio.sleep(0)  # the request is waiting now
+        future.set_result(Score("m@1", "champion", "ok", predictions=[0]))
+        loop.call_soon(tick)  # counts the turns that other requests' work would take
+        await task
+        return woken if woken is not None else -1
+
+    return asyncio.run(main())
+
+
+def test_a_request_waiting_for_a_score_resumes_in_the_next_loop_turn() -> None:
+    # asyncio.wait on a plain future takes a turn more (the future's callback, then the task);
+    # under load each turn also serves other requests' I/O.
+    assert _turns_until_woken(lambda loop: scoring.ScoreFuture(loop=loop)) == 0
+    assert _turns_until_woken(lambda loop: loop.create_future()) == 1
+
+
+def test_waiting_for_the_first_score_times_out_without_cancelling_any() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        futures = [scoring.ScoreFuture(loop=loop), scoring.ScoreFuture(loop=loop)]
+        started = time.perf_counter()
+        await scoring.wait_first(futures, 0.05)
+        assert time.perf_counter() - started >= 0.045
+        assert not any(f.done() for f in futures)  # still pending: a late score is archived
+        # A second wait on the same futures wakes when one of them is set.
+        loop.call_later(0.01, futures[1].set_result, Score("m@2", "canary", "ok"))
+        await scoring.wait_first(futures, 5.0)
+        assert futures[1].done() and not futures[0].done()
+        await scoring.wait_first(futures, 5.0)  # one is done already: returns at once
+
+    asyncio.run(asyncio.wait_for(main(), 5.0))
