@@ -207,8 +207,15 @@ class RespConnection(asyncio.Protocol):
         self._waiting.extend(on_reply for _, on_reply in commands)
         self._transport.write(b"".join(command for command, _ in commands))
 
-    def call(self, *args: str | bytes | int | float) -> asyncio.Future[Any]:
-        """Send one command; the future's result is its reply (Redis's refusal is raised)."""
+    def call(
+        self, *args: str | bytes | int | float, then: Callable[[Any], Any] | None = None
+    ) -> asyncio.Future[Any]:
+        """Send one command; the future's result is its reply (Redis's refusal is raised).
+
+        ``then``, if given, takes the reply as soon as it is parsed, a loop
+        turn before a task awaiting the future would; what it returns is the
+        future's result.
+        """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def settle(reply: Any) -> None:
@@ -217,7 +224,7 @@ class RespConnection(asyncio.Protocol):
             if isinstance(reply, Exception):
                 future.set_exception(reply)
             else:
-                future.set_result(reply)
+                future.set_result(reply if then is None else then(reply))
 
         self.send(pack(*args), settle)
         return future

@@ -373,7 +373,16 @@ class RedisTransport:
                 try:
                     if conn is None or not conn.is_open:
                         conn = await open_connection(self._address, self.client_name)
-                    last_id = await self._read_once(conn, last_id)
+                    last_id = await conn.call(
+                        "XREAD",
+                        "BLOCK",
+                        _READ_BLOCK_MS,
+                        "STREAMS",
+                        self.reply_stream,
+                        last_id,
+                        # Settled as the reply is parsed, a loop turn before this task resumes.
+                        then=partial(self._resolve_all, last_id),
+                    )
                     now = time.monotonic()
                     if now - housekeeping >= _HOUSEKEEPING_S:
                         housekeeping = now
@@ -394,31 +403,13 @@ class RedisTransport:
             if conn is not None:
                 conn.close()
 
-    def _read_once(self, conn: RespConnection, last_id: bytes) -> asyncio.Future[bytes]:
-        """Send one XREAD after ``last_id``; the id of the last entry read comes in the future.
-
-        The entries' scores settle their futures as the reply is parsed, a loop
-        turn before the reader task could: each turn under load also serves
-        the other requests' I/O.
-        """
-        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-        def on_reply(reply: Any) -> None:
-            if done.done():
-                return
-            if isinstance(reply, Exception):
-                done.set_exception(reply)
-                return
-            last = last_id
-            for _stream, entries in reply or ():
-                for entry_id, fields in entries:
-                    last = entry_id
-                    self._resolve(fields)
-            done.set_result(last)
-
-        command = pack("XREAD", "BLOCK", _READ_BLOCK_MS, "STREAMS", self.reply_stream, last_id)
-        conn.send(command, on_reply)
-        return done
+    def _resolve_all(self, last_id: bytes, response: Any) -> bytes:
+        """Settle the futures of an XREAD's entries; the id of the last entry read."""
+        for _stream, entries in response or ():
+            for entry_id, fields in entries:
+                last_id = entry_id
+                self._resolve(fields)
+        return last_id
 
     def _resolve(self, fields: list[bytes]) -> None:
         try:

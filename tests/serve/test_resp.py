@@ -59,6 +59,28 @@ def test_replies_come_back_in_order_for_commands_written_together(run: Run, key:
     assert replies == [*range(1, 201), b"200"]
 
 
+def test_then_takes_the_reply_and_gives_the_result_but_not_for_a_refusal(
+    run: Run, key: str
+) -> None:
+    async def main() -> tuple[Any, list[Any]]:
+        conn = await open_connection(parse_address(URL))
+        taken: list[Any] = []
+
+        def then(reply: Any) -> int:
+            taken.append(reply)
+            return int(reply) * 10
+
+        conn.send(pack("SET", key, "4"), lambda reply: None)
+        value = await conn.call("GET", key, then=then)
+        with pytest.raises(RedisReplyError, match="WRONGTYPE"):
+            await conn.call("XLEN", key, then=then)
+        conn.close()
+        return value, taken
+
+    value, taken = run(main)
+    assert value == 40 and taken == [b"4"]
+
+
 def test_a_refused_command_is_an_error_and_the_connection_goes_on(
     run: Run, key: str, redis_client: redis.Redis
 ) -> None:
