@@ -190,6 +190,32 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+#: The process id of each running server (by base URL) and model worker (by "worker-N").
+PIDS: dict[str, int] = {}
+
+
+def _cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used so far; None if it is not here."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_pid() -> int | None:
+    """The Redis server's process id, when it runs on this machine (for its CPU time)."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        pid = int(client.info("server")["process_id"])
+        client.close()
+    except Exception:
+        return None
+    return pid if _cpu_s(pid) is not None else None
+
+
 @contextmanager
 def _server(factory: str, env: dict[str, str], log: Path) -> Iterator[str]:
     """Run ``_serving_apps:{factory}`` under uvicorn in its own process; yield its base URL."""
@@ -231,8 +257,10 @@ def _server(factory: str, env: dict[str, str], log: Path) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
+        PIDS[base] = process.pid
         yield base
     finally:
+        PIDS.pop(base, None)
         _stop(process)
 
 
@@ -269,9 +297,11 @@ def _workers(service: str, count: int, work: Path) -> Iterator[str]:
                             stderr=out,
                         )
                     )
+        PIDS.update({f"worker-{i}": p.pid for i, p in enumerate(processes)})
         yield via
     finally:
-        for p in processes:
+        for i, p in enumerate(processes):
+            PIDS.pop(f"worker-{i}", None)
             _stop(p)
 
 
@@ -607,10 +637,10 @@ def run(quick: bool, work: Path, console: Console, diagnose: bool = False) -> di
                 # For comparison, not a target: two workers on this machine's cores.
                 console.print("4b. Redis Streams, 2 workers: saturation ...")
                 more = streams(2, closed, turns, keep)
+                keys = ("rate", "saturation", "workers", "cpu_ms_per_request")
                 diffs = [f"{name}_{q}_ms" for name in _DIFFS for q in _QS]
-                cases["streams_2_workers"] = {
-                    key: more[key] for key in ("rate", "saturation", "workers", *diffs)
-                } | {server: _runs(more[server]) for server in ("floor", "in_process", "inloop")}
+                runs = {name: _runs(more[name]) for name in ("floor", "in_process", "inloop")}
+                cases["streams_2_workers"] = {key: more[key] for key in (*keys, *diffs)} | runs
             cases["streams"]["archive"] = _archive_check(
                 redis_service, tracked[redis_service], setup.models[redis_service], 30.0
             )
@@ -690,6 +720,14 @@ def _streams_case(
         )
         rate = min(below_rate, round(0.5 * float(saturation["fully_served_per_s"]), 1))
         print(f"4. Redis Streams, {rate} requests/s ...", flush=True)
+        # CPU per request, to show what the Redis path costs this machine's two cores.
+        who = {"in_process": [inloop], "server": [streamed]}
+        who["workers"] = [name for name in PIDS if name.startswith("worker-")]
+        pids = {key: [PIDS[name] for name in names] for key, names in who.items()}
+        redis_pid = _redis_pid()
+        if redis_pid is not None:
+            pids["redis"] = [redis_pid]
+        cpu_before = {key: [_cpu_s(pid) for pid in ps] for key, ps in pids.items()}
         floor_runs, local_runs, streamed_runs = [], [], []
         for i in range(REPEATS):
             floor_run, local_run, streamed_run = turns(
@@ -702,6 +740,7 @@ def _streams_case(
             floor_runs.append(floor_run)
             local_runs.append(keep("bench", local_run))
             streamed_runs.append(keep(service, streamed_run))
+        cpu_after = {key: [_cpu_s(pid) for pid in ps] for key, ps in pids.items()}
     servers = {
         "floor": _medians(floor_runs),
         "in_process": _medians(local_runs),
@@ -712,11 +751,23 @@ def _streams_case(
         for name, (a, b) in _DIFFS.items()
         for q in _QS
     }
+    cpu_ms: dict[str, float | None] = {}
+    for key, before in cpu_before.items():
+        after = cpu_after[key]
+        requests = servers["in_process" if key == "in_process" else "inloop"]["answered"]
+        if all(b is not None for b in before) and all(a is not None for a in after):
+            used = sum((a or 0.0) - (b or 0.0) for a, b in zip(after, before, strict=True))
+            cpu_ms[key] = round(1000.0 * used / max(requests, 1), 3)
+        else:
+            cpu_ms[key] = None  # a process ended, or is not on this machine
     return {
         "rate": rate,
         "saturation": saturation["fully_served_per_s"],
         "workers": workers,
         "workers_via": via,
+        # CPU ms per answered request: the in-process server; the Redis path's server, workers
+        # and Redis (the load generator and the archive writers not counted).
+        "cpu_ms_per_request": cpu_ms,
         **servers,
         **diffs,
         **{
@@ -856,6 +907,17 @@ def _streams_rows(out: Table, label: str, streams: dict[str, Any], *, targeted: 
             f"+{streams[f'more_{q}_ms']:.2f})",
             f"<= +{STREAMS_TARGET_MS[q]:g} ms" if targeted else "-",
             _flag(streams[q]["pass"]) if targeted else "-",
+        )
+    cpu = streams.get("cpu_ms_per_request")
+    if cpu:
+        path = " + ".join(f"{key} {_ms(cpu.get(key))}" for key in ("server", "workers", "redis"))
+        out.add_row(
+            f"{label} CPU per request (generator, archive writers not counted)",
+            "-",
+            f"in-process server {_ms(cpu.get('in_process'))}",
+            f"Redis path: {path}",
+            "-",
+            "-",
         )
 
 
