@@ -59,8 +59,9 @@ log = logging.getLogger("inloop.serve.scoring")
 #: The role a model plays in a request. The fallback is scored only when it answers.
 ROLES = ("champion", "challenger", "canary", "fallback")
 #: ``ok``: scored; ``invalid``: the input does not fit the model (the caller's
-#: fault); ``error``: the model raised; ``busy``: too many calls in flight, not
-#: scored; ``timeout``: no score by the end of the collection window.
+#: fault); ``error``: the model raised, or gave NaN probabilities; ``busy``: too
+#: many calls in flight, not scored; ``timeout``: no score by the end of the
+#: collection window.
 SCORE_STATUSES = ("ok", "invalid", "error", "busy", "timeout")
 
 
@@ -189,11 +190,14 @@ def score_model(model: LoadedModel, X: Any, ref: str, role: str) -> Score:
     One ``predict_proba`` call gives both the probabilities and the prediction
     (the most probable class), so the two always agree. A
     :class:`~inloop.serve.models.ServeError` (the input does not fit the model)
-    gives status ``'invalid'``; any other exception ``'error'``.
+    gives status ``'invalid'``; any other exception ``'error'``, and so do
+    probabilities that are NaN or infinite (no answer can be read from them).
     """
     start = time.perf_counter()
     try:
         proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+        if not np.isfinite(proba).all():
+            raise ValueError("the model gave NaN or infinite probabilities")
         classes = np.asarray(model.classes)
         predictions = _plain(classes[np.argmax(proba, axis=1)])
         elapsed = (time.perf_counter() - start) * 1000.0

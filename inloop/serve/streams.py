@@ -40,6 +40,11 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import redis
 
+try:
+    import orjson
+except ImportError:  # the redis extra installs it; json does the same, slower
+    orjson = None  # type: ignore[assignment]
+
 from inloop.serve.models import ServeError
 from inloop.serve.resp import (
     RedisConnectionError,
@@ -58,8 +63,10 @@ __all__ = [
     "check_reachable",
     "create_group",
     "decode_job",
+    "dumps_json",
     "encode_job",
     "job_key",
+    "loads_json",
     "reply_key",
     "resolve_stream_url",
     "safe_url",
@@ -91,25 +98,57 @@ def reply_key(prefix: str, instance: str) -> str:
     return f"{prefix}:replies:{instance}"
 
 
-def encode_job(job: Job) -> str:
-    """The ``job`` field of a requests stream entry."""
-    return json.dumps(
-        {
-            "request_id": job.request_id,
-            "service": job.service,
-            "revision": job.revision,
-            "models": [list(pair) for pair in job.models],
-            "instances": job.instances,
-            "expires_at": job.expires_at,
-            "deadline_ms": job.deadline_ms,
-        },
-        separators=(",", ":"),
-    )
+#: JSON that json wrote, not orjson, starts with this (JSON allows it): loads_json reads it with
+#: json again, so NaN, infinities and integers past 64 bits come back as they went.
+_BY_JSON = " "
+
+
+def dumps_json(value: Any, *, nan: bool = False) -> bytes | str:
+    """``value`` as compact JSON, by orjson when it is installed (ten times faster than json).
+
+    json writes it instead where orjson would change it: integers past 64
+    bits (orjson refuses them, and would read them back as floats) and, with
+    ``nan``, NaN and infinities (orjson writes them as null; any null sends
+    the value to json). :func:`loads_json` reads either.
+    """
+    if orjson is not None:
+        try:
+            data: bytes = orjson.dumps(value)
+        except TypeError:
+            pass
+        else:
+            if not (nan and b"null" in data):
+                return data
+    return _BY_JSON + json.dumps(value, separators=(",", ":"))
+
+
+def loads_json(data: str | bytes) -> Any:
+    """The value of JSON ``data`` that :func:`dumps_json` wrote (or json, with NaN)."""
+    if orjson is None or data[:1] in (_BY_JSON, _BY_JSON.encode()):
+        return json.loads(data)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # written by json without the mark: NaN or Infinity
+        return json.loads(data)
+
+
+def encode_job(job: Job) -> bytes | str:
+    """The ``job`` field of a requests stream entry (JSON)."""
+    fields = {
+        "request_id": job.request_id,
+        "service": job.service,
+        "revision": job.revision,
+        "models": [list(pair) for pair in job.models],
+        "instances": job.instances,
+        "expires_at": job.expires_at,
+        "deadline_ms": job.deadline_ms,
+    }
+    return dumps_json(fields, nan=True)  # the models see the instances exactly as sent
 
 
 def decode_job(text: str | bytes) -> Job:
     """The inverse of :func:`encode_job`."""
-    data = json.loads(text)
+    data = loads_json(text)
     return Job(
         request_id=str(data["request_id"]),
         service=str(data["service"]),
@@ -413,7 +452,7 @@ class RedisTransport:
 
     def _resolve(self, fields: list[bytes]) -> None:
         try:
-            scores = json.loads(fields[fields.index(b"scores") + 1])
+            scores = loads_json(fields[fields.index(b"scores") + 1])
             parsed = [
                 ((str(data.pop("request_id")), str(data["model"])), Score.from_dict(data))
                 for data in scores

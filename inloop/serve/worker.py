@@ -41,7 +41,6 @@ True
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -73,6 +72,7 @@ from inloop.serve.streams import (
     check_reachable,
     create_group,
     decode_job,
+    dumps_json,
     job_key,
     resolve_stream_url,
     safe_url,
@@ -553,12 +553,12 @@ class _Worker:
         """``out`` as commands for a :class:`BlockingConnection`."""
         return [pack(*args) for args in self._command_args(out)]
 
-    def _command_args(self, out: _Replies) -> list[tuple[str | int, ...]]:
+    def _command_args(self, out: _Replies) -> list[tuple[str | int | bytes, ...]]:
         """What sends ``out``: an entry per reply stream, then the acknowledgements."""
-        commands: list[tuple[str | int, ...]] = []
+        commands: list[tuple[str | int | bytes, ...]] = []
         now = time.monotonic()
         for reply, scores in out.scores.items():
-            payload = json.dumps(scores, separators=(",", ":"))
+            payload = dumps_json(scores)  # finite: score_model makes NaN an error
             commands.append(("XADD", reply, "MAXLEN", "~", _REPLY_MAXLEN, "*", "scores", payload))
             with self._refreshed_lock:
                 due = now - self._refreshed.get(reply, -_EXPIRE_EVERY_S) >= _EXPIRE_EVERY_S

@@ -280,3 +280,16 @@ def test_waiting_for_the_first_score_times_out_without_cancelling_any() -> None:
         await scoring.wait_first(futures, 5.0)  # one is done already: returns at once
 
     asyncio.run(asyncio.wait_for(main(), 5.0))
+
+
+def test_a_model_giving_nan_probabilities_gets_an_error_score_not_an_answer() -> None:
+    class Broken:
+        classes_ = np.array([0, 1])
+
+        def predict_proba(self, X: np.ndarray) -> np.ndarray:
+            return np.full((len(X), 2), np.nan)
+
+    model = as_model(Broken())
+    score = scoring.score_model(model, np.zeros((1, 3)), "m@1", "champion")
+    assert score.status == "error" and "NaN or infinite probabilities" in (score.error or "")
+    assert score.probabilities is None

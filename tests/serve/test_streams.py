@@ -621,3 +621,27 @@ def test_no_or_unreachable_redis_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
         RedisTransport("http://127.0.0.1:6379")
     with pytest.raises(ServeError, match="INLOOP_STREAM_URL"):
         run_worker("svc", url="redis://127.0.0.1:1")
+
+
+@pytest.mark.parametrize("with_orjson", [True, False], ids=["orjson", "json"])
+def test_a_job_reaches_the_worker_with_its_instances_exactly_as_sent(
+    with_orjson: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inloop.serve import streams
+
+    if not with_orjson:
+        monkeypatch.setattr(streams, "orjson", None)
+    models = (("m@1", "champion"), ("m@2", "canary"))
+    cases = [
+        [[0.5] * 64],  # the common case
+        [["a text", None], ["NaN", 3]],  # None stays None, text stays text
+        [[float("nan"), float("inf")]],  # orjson would write null: json keeps them
+        [[2**70, -1]],  # past orjson's 64 bits
+    ]
+    for instances in cases:
+        job = Job("r1", "svc", 7, models, instances, expires_at=1.5, deadline_ms=50.0)
+        data = streams.encode_job(job)
+        back = streams.decode_job(data)
+        assert back.models == models and back.revision == 7 and back.expires_at == 1.5
+        assert repr(back.instances) == repr(instances)  # NaN == NaN by repr only
+    assert isinstance(streams.encode_job(Job("r", "s", 1, models, [[0.5]])), bytes) is with_orjson
