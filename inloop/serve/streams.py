@@ -101,6 +101,7 @@ def reply_key(prefix: str, instance: str) -> str:
 #: JSON that json wrote, not orjson, starts with this (JSON allows it): loads_json reads it with
 #: json again, so NaN, infinities and integers past 64 bits come back as they went.
 _BY_JSON = " "
+_BY_JSON_MARKS = (_BY_JSON, _BY_JSON.encode())
 
 
 def dumps_json(value: Any, *, nan: bool = False) -> bytes | str:
@@ -124,7 +125,7 @@ def dumps_json(value: Any, *, nan: bool = False) -> bytes | str:
 
 def loads_json(data: str | bytes) -> Any:
     """The value of JSON ``data`` that :func:`dumps_json` wrote (or json, with NaN)."""
-    if orjson is None or data[:1] in (_BY_JSON, _BY_JSON.encode()):
+    if orjson is None or data[:1] in _BY_JSON_MARKS:
         return json.loads(data)
     try:
         return orjson.loads(data)

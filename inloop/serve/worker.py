@@ -338,13 +338,7 @@ class _Worker:
                     response = self._read(conn, out)
                 else:
                     pipe = self._pipeline(out)
-                    pipe.xreadgroup(
-                        WORKER_GROUP,
-                        self.consumer,
-                        {self.stream: ">"},
-                        count=_COUNT,
-                        block=_BLOCK_MS,
-                    )
+                    pipe.execute_command(*self._xreadgroup_args())
                     response = self._execute(pipe)
                 out = _Replies()
                 for _stream, entries in response or ():
@@ -371,21 +365,7 @@ class _Worker:
         no job came within ``_BLOCK_MS``.
         """
         commands = self._commands(out)
-        commands.append(
-            pack(
-                "XREADGROUP",
-                "GROUP",
-                WORKER_GROUP,
-                self.consumer,
-                "COUNT",
-                _COUNT,
-                "BLOCK",
-                _BLOCK_MS,
-                "STREAMS",
-                self.stream,
-                ">",
-            )
-        )
+        commands.append(pack(*self._xreadgroup_args()))
         *sent, last = conn.call_all(commands)
         _log_refusals(sent)
         if isinstance(last, Exception):
@@ -400,6 +380,11 @@ class _Worker:
             )
             for stream, items in last or ()
         ]
+
+    def _xreadgroup_args(self) -> tuple[str | int, ...]:
+        """The reader's next read: up to ``_COUNT`` new jobs, waiting up to ``_BLOCK_MS``."""
+        group = ("GROUP", WORKER_GROUP, self.consumer, "COUNT", _COUNT, "BLOCK", _BLOCK_MS)
+        return ("XREADGROUP", *group, "STREAMS", self.stream, ">")
 
     def _take(self, entries: Iterable[tuple[str, dict[str, str] | None]]) -> _Replies:
         """Score the entries' fast models here, champions first; hand the rest to their lanes.
