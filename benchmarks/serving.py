@@ -203,6 +203,17 @@ def _cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_total_s(pids: list[int]) -> float | None:
+    """CPU seconds the processes ``pids`` have used so far; None if one of them is not here."""
+    total = 0.0
+    for pid in pids:
+        used = _cpu_s(pid)
+        if used is None:
+            return None
+        total += used
+    return total
+
+
 def _redis_pid() -> int | None:
     """The Redis server's process id, when it runs on this machine (for its CPU time)."""
     try:
@@ -727,7 +738,7 @@ def _streams_case(
         redis_pid = _redis_pid()
         if redis_pid is not None:
             pids["redis"] = [redis_pid]
-        cpu_before = {key: [_cpu_s(pid) for pid in ps] for key, ps in pids.items()}
+        cpu_before = {key: _cpu_total_s(ps) for key, ps in pids.items()}
         floor_runs, local_runs, streamed_runs = [], [], []
         for i in range(REPEATS):
             floor_run, local_run, streamed_run = turns(
@@ -740,7 +751,7 @@ def _streams_case(
             floor_runs.append(floor_run)
             local_runs.append(keep("bench", local_run))
             streamed_runs.append(keep(service, streamed_run))
-        cpu_after = {key: [_cpu_s(pid) for pid in ps] for key, ps in pids.items()}
+        cpu_after = {key: _cpu_total_s(ps) for key, ps in pids.items()}
     servers = {
         "floor": _medians(floor_runs),
         "in_process": _medians(local_runs),
@@ -755,11 +766,10 @@ def _streams_case(
     for key, before in cpu_before.items():
         after = cpu_after[key]
         requests = servers["in_process" if key == "in_process" else "inloop"]["answered"]
-        if all(b is not None for b in before) and all(a is not None for a in after):
-            used = sum((a or 0.0) - (b or 0.0) for a, b in zip(after, before, strict=True))
-            cpu_ms[key] = round(1000.0 * used / max(requests, 1), 3)
-        else:
+        if before is None or after is None:
             cpu_ms[key] = None  # a process ended, or is not on this machine
+        else:
+            cpu_ms[key] = round(1000.0 * (after - before) / max(requests, 1), 3)
     return {
         "rate": rate,
         "saturation": saturation["fully_served_per_s"],
