@@ -33,7 +33,8 @@ them. The cases, each against the floor:
    in-process server and the Redis one taking turns as in case 2. Target:
    the latency Redis Streams adds over the floor is at most 3 ms more than
    case 2 allows in process, so <= 5 ms at p50 and <= 8 ms at p99; how much
-   more than in-process it adds is reported beside it;
+   more than in-process it adds is reported beside it, and so is the CPU time
+   per request of every process each set-up runs (the load generator's too);
    4b, for comparison only, does the same with 2 workers where that is more;
 5. a hung champion (50 ms deadline): every request answered by the canary or
    fallback within deadline + 5 ms, none lost (the first ones at the
@@ -60,6 +61,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -212,6 +214,27 @@ def _cpu_total_s(pids: list[int]) -> float | None:
             return None
         total += used
     return total
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (an inloop server's archive writer)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds used by this process's children that have ended (the load generators)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _redis_pid() -> int | None:
@@ -690,6 +713,19 @@ _DIFFS = {
     "more": ("inloop", "in_process"),
 }
 _QS = ("p50", "p99")
+#: Which set-up's answered requests each of case 4's CPU measurements is divided by.
+_CPU_OF = {"floor": "floor", "in_process": "in_process", "in_process_archive": "in_process"}
+#: The processes of each set-up in case 4's CPU row (the generator is added to each).
+_CPU_PARTS = {
+    "floor": (("floor", "server"),),
+    "in-process": (("in_process", "server"), ("in_process_archive", "archive")),
+    "Redis path": (
+        ("server", "server"),
+        ("archive", "archive"),
+        ("workers", "workers"),
+        ("redis", "Redis"),
+    ),
+}
 #: Case 4's targets: what case 2 allows in process over the floor, plus 3 ms.
 STREAMS_TARGET_MS = {"p50": 2.0 + 3.0, "p99": 5.0 + 3.0}
 
@@ -731,14 +767,18 @@ def _streams_case(
         )
         rate = min(below_rate, round(0.5 * float(saturation["fully_served_per_s"]), 1))
         print(f"4. Redis Streams, {rate} requests/s ...", flush=True)
-        # CPU per request, to show what the Redis path costs this machine's two cores.
-        who = {"in_process": [inloop], "server": [streamed]}
+        # CPU per request of every process each set-up runs, to show what the Redis path costs
+        # this machine's two cores.
+        who = {"floor": [floor], "in_process": [inloop], "server": [streamed]}
         who["workers"] = [name for name in PIDS if name.startswith("worker-")]
         pids = {key: [PIDS[name] for name in names] for key, names in who.items()}
+        pids["in_process_archive"] = _children(PIDS[inloop])
+        pids["archive"] = _children(PIDS[streamed])
         redis_pid = _redis_pid()
         if redis_pid is not None:
             pids["redis"] = [redis_pid]
         cpu_before = {key: _cpu_total_s(ps) for key, ps in pids.items()}
+        generator_before = _children_cpu_s()
         floor_runs, local_runs, streamed_runs = [], [], []
         for i in range(REPEATS):
             floor_run, local_run, streamed_run = turns(
@@ -752,6 +792,7 @@ def _streams_case(
             local_runs.append(keep("bench", local_run))
             streamed_runs.append(keep(service, streamed_run))
         cpu_after = {key: _cpu_total_s(ps) for key, ps in pids.items()}
+        generator_s = _children_cpu_s() - generator_before
     servers = {
         "floor": _medians(floor_runs),
         "in_process": _medians(local_runs),
@@ -765,18 +806,22 @@ def _streams_case(
     cpu_ms: dict[str, float | None] = {}
     for key, before in cpu_before.items():
         after = cpu_after[key]
-        requests = servers["in_process" if key == "in_process" else "inloop"]["answered"]
+        requests = servers[_CPU_OF.get(key, "inloop")]["answered"]
         if before is None or after is None:
             cpu_ms[key] = None  # a process ended, or is not on this machine
         else:
             cpu_ms[key] = round(1000.0 * (after - before) / max(requests, 1), 3)
+    # One generator drives all three in turns; its cost per request is the same for each.
+    sent = sum(server["sent"] for server in servers.values())
+    cpu_ms["generator"] = round(1000.0 * generator_s / max(sent, 1), 3)
     return {
         "rate": rate,
         "saturation": saturation["fully_served_per_s"],
         "workers": workers,
         "workers_via": via,
-        # CPU ms per answered request: the in-process server; the Redis path's server, workers
-        # and Redis (the load generator and the archive writers not counted).
+        # CPU ms per answered request of each process: the floor; the in-process server and its
+        # archive writer; the Redis path's server, its archive writer, the workers and Redis;
+        # the load generator (per request sent, the same for all three).
         "cpu_ms_per_request": cpu_ms,
         **servers,
         **diffs,
@@ -845,7 +890,7 @@ def table(result: dict[str, Any]) -> Table:
                 f"2. {q} at {below['rate']} req/s",
                 _ms(below["floor"][f"{q}_ms"]),
                 _ms(below["inloop"][f"{q}_ms"]),
-                f"+{below[f'added_{q}_ms']:.2f} ms",
+                f"{below[f'added_{q}_ms']:+.2f} ms",
                 f"<= +{target:g} ms",
                 _flag(below[q]["pass"]),
             )
@@ -856,7 +901,7 @@ def table(result: dict[str, Any]) -> Table:
                 f"3. overload {q} at {over['rate']} req/s",
                 _ms(over["floor"][f"{q}_ms"]),
                 _ms(over["inloop"][f"{q}_ms"]),
-                f"+{over['inloop'][f'{q}_ms'] - over['floor'][f'{q}_ms']:.1f} ms",
+                f"{over['inloop'][f'{q}_ms'] - over['floor'][f'{q}_ms']:+.1f} ms",
                 "-",
                 "-",
             )
@@ -912,23 +957,33 @@ def _streams_rows(out: Table, label: str, streams: dict[str, Any], *, targeted: 
             _ms(streams["floor"][f"{q}_ms"]),
             f"{_ms(streams['inloop'][f'{q}_ms'])} (in-process "
             f"{_ms(streams['in_process'][f'{q}_ms'])})",
-            f"+{streams[f'added_{q}_ms']:.2f} ms (in-process "
-            f"+{streams[f'in_process_added_{q}_ms']:.2f}; Redis over it "
-            f"+{streams[f'more_{q}_ms']:.2f})",
+            f"{streams[f'added_{q}_ms']:+.2f} ms (in-process "
+            f"{streams[f'in_process_added_{q}_ms']:+.2f}; Redis over it "
+            f"{streams[f'more_{q}_ms']:+.2f})",
             f"<= +{STREAMS_TARGET_MS[q]:g} ms" if targeted else "-",
             _flag(streams[q]["pass"]) if targeted else "-",
         )
     cpu = streams.get("cpu_ms_per_request")
     if cpu:
-        path = " + ".join(f"{key} {_ms(cpu.get(key))}" for key in ("server", "workers", "redis"))
+        cells = {name: _cpu_cell(cpu, parts) for name, parts in _CPU_PARTS.items()}
         out.add_row(
-            f"{label} CPU per request (generator, archive writers not counted)",
-            "-",
-            f"in-process server {_ms(cpu.get('in_process'))}",
-            f"Redis path: {path}",
+            f"{label} CPU per request, every process (load generator "
+            f"{_ms(cpu.get('generator'))} included)",
+            cells["floor"],
+            f"in-process: {cells['in-process']}",
+            f"Redis path: {cells['Redis path']}",
             "-",
             "-",
         )
+
+
+def _cpu_cell(cpu: dict[str, float | None], parts: tuple[tuple[str, str], ...]) -> str:
+    """One set-up's CPU per request: its processes, and their sum with the load generator."""
+    values = [cpu.get(key) for key, _ in parts] + [cpu.get("generator")]
+    shown = " + ".join(f"{label} {_ms(cpu.get(key))}" for key, label in parts)
+    if any(value is None for value in values):
+        return shown  # a process was not measured: no total
+    return f"{shown} = {sum(v for v in values if v is not None):.2f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:
