@@ -196,11 +196,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 PIDS: dict[str, int] = {}
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/{pid}/stat`` after the command name (state first); None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _cpu_s(pid: int) -> float | None:
     """CPU seconds (user + system) process ``pid`` has used so far; None if it is not here."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+    fields = _stat(pid)
+    if fields is None:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -220,13 +227,8 @@ def _children(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (an inloop server's archive writer)."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == pid:
+        fields = _stat(entry.name) if entry.name.isdigit() else None
+        if fields is not None and fields[1] == str(pid):
             found.append(int(entry.name))
     return found
 
