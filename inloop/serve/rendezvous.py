@@ -222,9 +222,10 @@ class Rendezvous:
     :class:`~inloop.serve.archive.ArchiveWriter` on ``engine`` with ``hooks``).
     Scores missing ``collect_s`` seconds after a request arrived are archived
     as ``timeout``; every request is served by a policy read at most
-    ``policy_check_s`` seconds before it came (see :meth:`live`). With ``shed`` (the default) a lagging event loop sheds work, as
-    the module says; ``shed=False`` always has every model score. Use as an
-    async context manager, or call :meth:`start` and :meth:`close`.
+    ``policy_check_s`` seconds before it came (see :meth:`live`). With
+    ``shed`` (the default) a lagging event loop sheds work, as the module
+    says; ``shed=False`` always has every model score. Use as an async
+    context manager, or call :meth:`start` and :meth:`close`.
     """
 
     def __init__(

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -609,3 +610,42 @@ def test_unknown_service_names_leave_nothing_behind(
 
     before, after = run(ask)
     assert after <= before
+
+
+def test_the_server_refuses_a_swapped_champion_blob_and_runs_none_of_it(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    from inloop.errors import ArtifactIntegrityError
+    from inloop.serve import get_version
+    from inloop.settings import get_settings
+    from inloop.store.serialize import dump_chunks
+
+    X, _ = digits
+    create_service(
+        "swapped",
+        {"champion": refs["strong"], "fallback": refs["base"]},
+        created_by="a",
+        reason="t",
+    )
+    marker = tmp_path / "pwned"
+    name, _, number = refs["strong"].partition("@")
+    key = get_version(name, int(number)).artifact_key
+    path = Path(get_settings().resolved_artifacts_url) / key[:2] / key[2:]
+    path.write_bytes(b"".join(dump_chunks(_Planted(marker))))
+
+    async def ask(r: Rendezvous) -> None:
+        with pytest.raises(ArtifactIntegrityError, match=rf"{refs['strong']} was not loaded"):
+            await r.predict("swapped", [X[0].tolist()])
+
+    run(ask)
+    assert not marker.exists()
+
+
+class _Planted:
+    """Unpickling it creates the file ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.path), "w")
