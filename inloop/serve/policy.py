@@ -42,6 +42,14 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
 from inloop.serve.models import ModelNotFoundError, ServeError
+from inloop.serve.redaction import (
+    MASK,
+    is_masked_url,
+    mask_headers,
+    mask_policy,
+    mask_url,
+    unmask_actions,
+)
 from inloop.serve.registry import get_version
 from inloop.serve.tables import serve_policies, serve_services
 from inloop.store.db import begin_write, get_engine
@@ -216,6 +224,15 @@ class Action(BaseModel):
     timeout_s: float = Field(default=5.0, gt=0.0, le=120.0)
     headers: dict[str, str] = Field(default_factory=dict)
 
+    def __repr_args__(self) -> Any:
+        # Header values and the URL past its host are secrets: never in a repr or a log.
+        for name, value in super().__repr_args__():
+            if name == "url":
+                value = mask_url(self.url)
+            elif name == "headers":
+                value = mask_headers(self.headers)
+            yield name, value
+
 
 class Policy(BaseModel):
     """What a service serves and how; stored as the body of a policy revision.
@@ -361,7 +378,11 @@ class PolicyRevision:
     restored_revision: int | None
 
     def to_dict(self) -> dict[str, Any]:
-        """The revision as JSON values (the API's and ``inloop serve show --json``'s shape)."""
+        """The revision as JSON values (the API's and ``inloop serve show --json``'s shape).
+
+        Its secrets (webhook header values, URLs past the host) are masked:
+        see :mod:`inloop.serve.redaction`.
+        """
         return {
             "revision": self.revision,
             "action": self.action,
@@ -370,7 +391,7 @@ class PolicyRevision:
             "reason": self.reason,
             "previous_revision": self.previous_revision,
             "restored_revision": self.restored_revision,
-            "policy": self.policy.model_dump(mode="json"),
+            "policy": mask_policy(self.policy.model_dump(mode="json")),
         }
 
 
@@ -421,6 +442,18 @@ def _check_registered(policy: Policy, engine: Engine) -> None:
                 "registered heuristic (MajorityClass, Threshold or a Heuristic subclass) or "
                 "a default answer such as {'label': 'cat'}."
             )
+
+
+def _keep_secrets(policy: Policy, stored: Policy | None) -> Policy:
+    """``policy`` with its masked secrets replaced by those of ``stored`` (see redaction)."""
+    if not any(is_masked_url(a.url) or MASK in a.headers.values() for a in policy.actions):
+        return policy
+    old = [] if stored is None else [a.model_dump(mode="json") for a in stored.actions]
+    try:
+        actions = unmask_actions([a.model_dump(mode="json") for a in policy.actions], old)
+    except ValueError as exc:
+        raise PolicyError(f"Invalid policy: actions: {exc}.") from None
+    return as_policy({**policy.model_dump(mode="json"), "actions": actions})
 
 
 def _named_refs(policy: Policy) -> list[tuple[str, str]]:
@@ -556,6 +589,7 @@ def create_service(
             f"The 'description' of create_service must be a string or None. Got {description!r}."
         )
     eng = _engine(engine)
+    checked = _keep_secrets(checked, None)
     _check_registered(checked, eng)
     exists = PolicyError(
         f"A service named {name!r} already exists. Change its policy with set_policy, "
@@ -620,6 +654,8 @@ def set_policy(
     _check_registered(checked, eng)
     with begin_write(eng) as conn:
         service_id = find_service_id(conn, service, for_update=True)
+        # A policy edited from a masked view keeps the secrets it did not change.
+        checked = _keep_secrets(checked, _latest(conn, service_id, service).policy)
         return _append(conn, service_id, service, checked, action="set", by=by, reason=reason)
 
 
