@@ -32,6 +32,7 @@ next thing to try. Catch ``InloopError`` to catch them all::
     │   ├── policy.ServiceNotFoundError  no service by that name
     │   ├── rendezvous.InvalidRequestError  the instances do not fit (HTTP 400)
     │   ├── rendezvous.NoAnswerError  no model answered and the fallback failed (HTTP 503)
+    │   ├── destinations.DestinationRefusedError  a webhook URL leads to a private address
     │   └── archive.RequestNotFoundError  no archived request with that id
     ├── web.auth.AuthError, web.auth.UserExistsError, web.access.AccessError,
     │   web.access.LastAdminError   users, tokens and project access

@@ -41,15 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
+from inloop.serve import redaction
+from inloop.serve.destinations import DestinationRefusedError, check_destinations
 from inloop.serve.models import ModelNotFoundError, ServeError
-from inloop.serve.redaction import (
-    MASK,
-    is_masked_url,
-    mask_headers,
-    mask_policy,
-    mask_url,
-    unmask_actions,
-)
 from inloop.serve.registry import get_version
 from inloop.serve.tables import serve_policies, serve_services
 from inloop.store.db import begin_write, get_engine
@@ -208,7 +202,10 @@ class ActionRule(BaseModel):
 class Action(BaseModel):
     """A webhook called (HTTP POST, JSON body) for every answered instance that
     matches ``when``; retried up to ``max_attempts`` times with backoff, and
-    every delivery recorded.
+    every delivery recorded; at most ``max_per_request`` for one request and
+    ``max_per_second`` a second (per process), the rest dropped and counted.
+    The ``url`` must lead to a public address unless ``INLOOP_WEBHOOK_ALLOW``
+    names it (:mod:`inloop.serve.destinations`).
 
     >>> Action(name="alert", url="http://127.0.0.1:9/hook",
     ...        when={"label": "predator", "min_probability": 0.8}).max_attempts
@@ -223,14 +220,16 @@ class Action(BaseModel):
     max_attempts: int = Field(default=5, ge=1, le=20)
     timeout_s: float = Field(default=5.0, gt=0.0, le=120.0)
     headers: dict[str, str] = Field(default_factory=dict)
+    max_per_request: int = Field(default=10, ge=1, le=10_000)
+    max_per_second: float = Field(default=10.0, gt=0.0, le=10_000.0)
 
     def __repr_args__(self) -> Any:
         # Header values and the URL past its host are secrets: never in a repr or a log.
         for name, value in super().__repr_args__():
             if name == "url":
-                value = mask_url(self.url)
+                value = redaction.mask_url(self.url)
             elif name == "headers":
-                value = mask_headers(self.headers)
+                value = redaction.mask_headers(self.headers)
             yield name, value
 
 
@@ -391,7 +390,7 @@ class PolicyRevision:
             "reason": self.reason,
             "previous_revision": self.previous_revision,
             "restored_revision": self.restored_revision,
-            "policy": mask_policy(self.policy.model_dump(mode="json")),
+            "policy": redaction.mask_policy(self.policy.model_dump(mode="json")),
         }
 
 
@@ -444,13 +443,20 @@ def _check_registered(policy: Policy, engine: Engine) -> None:
             )
 
 
+def _check_destinations(policy: Policy) -> None:
+    try:
+        check_destinations([(a.name, a.url) for a in policy.actions])
+    except DestinationRefusedError as exc:
+        raise PolicyError(f"Invalid policy: {exc}") from None
+
+
 def _keep_secrets(policy: Policy, stored: Policy | None) -> Policy:
     """``policy`` with its masked secrets replaced by those of ``stored`` (see redaction)."""
-    if not any(is_masked_url(a.url) or MASK in a.headers.values() for a in policy.actions):
+    if not policy.actions:
         return policy
     old = [] if stored is None else [a.model_dump(mode="json") for a in stored.actions]
     try:
-        actions = unmask_actions([a.model_dump(mode="json") for a in policy.actions], old)
+        actions = redaction.unmask_actions([a.model_dump(mode="json") for a in policy.actions], old)
     except ValueError as exc:
         raise PolicyError(f"Invalid policy: actions: {exc}.") from None
     return as_policy({**policy.model_dump(mode="json"), "actions": actions})
@@ -590,6 +596,7 @@ def create_service(
         )
     eng = _engine(engine)
     checked = _keep_secrets(checked, None)
+    _check_destinations(checked)
     _check_registered(checked, eng)
     exists = PolicyError(
         f"A service named {name!r} already exists. Change its policy with set_policy, "
@@ -651,6 +658,7 @@ def set_policy(
     by = _check_text(by, "by", "set_policy")
     reason = _check_text(reason, "reason", "set_policy")
     eng = _engine(engine)
+    _check_destinations(checked)
     _check_registered(checked, eng)
     with begin_write(eng) as conn:
         service_id = find_service_id(conn, service, for_update=True)

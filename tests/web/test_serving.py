@@ -39,6 +39,7 @@ from inloop.serve.archive import ArchivedRequest, count_requests
 from inloop.serve.review import ReviewRouter, routed_items
 from inloop.serve.scoring import Score
 from inloop.serve.tables import serve_services
+from inloop.settings import reset_settings
 from inloop.web import create_app
 from inloop.web import serving as serving_module
 from inloop.web.auth import User, create_user
@@ -574,7 +575,15 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture
+def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webhooks may reach the receivers on 127.0.0.1 (set before the app is made)."""
+    monkeypatch.setenv("INLOOP_WEBHOOK_ALLOW", "127.0.0.1")
+    reset_settings()
+
+
 def test_disagreements_go_to_review_and_matches_fire_webhooks(
+    allow_loopback: None,
     engine: Engine,
     models: dict[str, str],
     digits: tuple[np.ndarray, np.ndarray],
@@ -595,7 +604,12 @@ def test_disagreements_go_to_review_and_matches_fire_webhooks(
             "review": {"project": "digits-review", "per_hour_budget": 5},
             "schedule": PATIENT,
             "actions": [
-                {"name": "sevens", "url": url, "when": {"label": 7, "min_probability": 0.8}}
+                {
+                    "name": "sevens",
+                    "url": url,
+                    "when": {"label": 7, "min_probability": 0.8},
+                    "max_per_second": 1000,
+                }
             ],
         },
         created_by="a",
@@ -639,4 +653,5 @@ def test_disagreements_go_to_review_and_matches_fire_webhooks(
         "/v1/services/digits/deliveries", headers=_auth(engine, "s", "scientist")
     )
     assert len(shown.json()) == len(sevens)
+    assert {d["url"] for d in shown.json()} == {url.replace("/hook", "/***")}
     assert y[1400:1460].tolist().count(7) > 0
