@@ -7,6 +7,7 @@ next thing to try. Catch ``InloopError`` to catch them all::
     ├── ConfigError                 a setting or inloop.toml value is invalid
     ├── StoreError                  the metadata database or artifact store failed
     │   ├── ArtifactNotFoundError   no artifact with that key is stored
+    │   ├── ArtifactIntegrityError  a blob's bytes do not hash to its key (swapped, corrupt)
     │   └── SchemaError             the database schema is newer than this inloop
     ├── FlowError                   a flow could not be defined or run
     │   ├── FlowDefinitionError     the flow's graph breaks a rule (``check``)
@@ -31,6 +32,7 @@ next thing to try. Catch ``InloopError`` to catch them all::
     │   ├── policy.ServiceNotFoundError  no service by that name
     │   ├── rendezvous.InvalidRequestError  the instances do not fit (HTTP 400)
     │   ├── rendezvous.NoAnswerError  no model answered and the fallback failed (HTTP 503)
+    │   ├── destinations.DestinationRefusedError  a webhook URL leads to a private address
     │   └── archive.RequestNotFoundError  no archived request with that id
     ├── web.auth.AuthError, web.auth.UserExistsError, web.access.AccessError,
     │   web.access.LastAdminError   users, tokens and project access
@@ -57,6 +59,18 @@ class ArtifactNotFoundError(StoreError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class ArtifactIntegrityError(StoreError):
+    """An artifact's bytes do not hash to its key: the file was swapped or is corrupt.
+
+    ``key`` is the hash expected, ``found`` the hash of the bytes read.
+    """
+
+    def __init__(self, message: str, *, key: str, found: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.found = found
 
 
 class SchemaError(StoreError):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -63,6 +64,11 @@ class Settings(BaseSettings):
     stream_url: str | None = Field(
         default=None, description="Redis URL for rendezvous streams at scale."
     )
+    webhook_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Loopback, link-local or private addresses, networks or host names "
+        "webhooks may reach (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`); others are refused.",
+    )
     require_services: bool = Field(
         default=False, description="Tests fail instead of skipping when a service is missing."
     )
@@ -75,6 +81,13 @@ class Settings(BaseSettings):
         raise ValueError(
             f"INLOOP_EXECUTOR must be one of {', '.join(_EXECUTOR_SCHEMES)}. Got {value!r}."
         )
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _split_allow(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,15 @@ finds the instances each action matches (:func:`matching`), records one
 ``serve_deliveries`` row per match (status ``'pending'``) and hands them to a
 few worker threads, so the caller never waits on a receiver.
 
+An action makes at most ``max_per_request`` deliveries for one request and
+``max_per_second`` a second (a token bucket per action, in this process):
+the matches past either limit are not sent, and one ``'dropped'`` row per
+request and action counts them (its payload's ``dropped``,
+``over_request_limit`` and ``over_rate_limit``). A delivery goes only where
+:mod:`inloop.serve.destinations` allows, checked against the addresses the
+host resolves to at each connection; a refused one is recorded
+``'refused'``, and nothing is sent.
+
 A delivery is an HTTP POST of the row's JSON payload with the action's
 headers plus ``X-Inloop-Delivery`` (the delivery id, for the receiver to drop
 duplicates) and ``X-Inloop-Attempt`` (1, 2, ...). A 2xx answer marks it
@@ -40,10 +49,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
+from inloop.serve.destinations import AllowList, DestinationRefusedError, GuardedTransport
 from inloop.serve.models import ServeError
 from inloop.serve.policy import Action, Policy, find_service_id
+from inloop.serve.redaction import mask_url
 from inloop.serve.tables import (
     DELIVERY_STATUSES,
     serve_deliveries,
@@ -65,6 +76,7 @@ logger = logging.getLogger("inloop.serve.actions")
 
 # Receivers answering these 4xx may accept the same request later (timeout, rate limit).
 _RETRYABLE_4XX = (408, 429)
+_Match = tuple[Action, int, float | None]  # (action, position, probability), as matching gives
 _BODY_CHARS = 200
 _ERROR_CHARS = 1000
 
@@ -150,6 +162,23 @@ class Delivery:
     created_at: datetime
     updated_at: datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        """The delivery as JSON, its URL masked past the host (the REST API's shape)."""
+        shown = mask_url(self.url)
+        return {
+            "delivery_id": self.delivery_id,
+            "request_id": self.request_id,
+            "action": self.action,
+            "url": shown,
+            "status": self.status,
+            "attempts": self.attempts,
+            "response_status": self.response_status,
+            "error": None if self.error is None else self.error.replace(self.url, shown),
+            "payload": self.payload,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
 
 @dataclass
 class _Task:
@@ -175,7 +204,10 @@ class ActionDispatcher:
     """Delivers webhook actions on worker threads, retrying with backoff, recording each try.
 
     One ``httpx.Client`` (``client``, or one the dispatcher makes and closes)
-    is shared by the ``threads`` workers, so connections are reused. Use it as
+    is shared by the ``threads`` workers, so connections are reused. The
+    dispatcher's own client connects only where ``INLOOP_WEBHOOK_ALLOW``
+    allows (see :mod:`inloop.serve.destinations`); a ``client`` given is used
+    as it is. Use it as
     a context manager, or call :meth:`start` and :meth:`stop`. Deliveries
     queued before :meth:`start` wait for it; deliveries still queued at
     :meth:`stop` stay ``'pending'`` in the database, for
@@ -213,7 +245,13 @@ class ActionDispatcher:
         self.backoff_s = float(backoff_s)
         self.max_backoff_s = float(max_backoff_s)
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(follow_redirects=False)
+        if client is None:
+            transport = GuardedTransport(AllowList.from_settings())
+            client = httpx.Client(transport=transport, follow_redirects=False)
+        self._client = client
+        # (service id, action) -> (tokens, when counted): each action's deliveries a second.
+        self._buckets: dict[tuple[int, str], tuple[float, float]] = {}
+        self._limits = threading.Lock()
         self._cond = threading.Condition()
         self._heap: list[_Due] = []
         self._seq = itertools.count()
@@ -300,66 +338,99 @@ class ActionDispatcher:
         """Record a delivery for every instance an action matches, and queue them; their ids.
 
         The rows are inserted in one transaction, status ``'pending'``, their
-        payload the JSON body to POST. Nothing touches the database when no
-        action matches. Returns at once: delivery happens on the workers.
+        payload the JSON body to POST. Matches past an action's
+        ``max_per_request`` or ``max_per_second`` are not sent: one
+        ``'dropped'`` row per action counts them. Nothing touches the database
+        when no action matches. Returns at once: delivery happens on the workers.
         """
         matches = matching(actions, predictions, probabilities, classes)
         if not matches:
             return []
+        matches, dropped = self._limit(service_id, matches)
         now = datetime.now(UTC)
+        about = {"service": service, "request_id": request_id, "model": model, "revision": revision}
         bodies = [
             {
-                "service": service,
+                **about,
                 "action": action.name,
-                "request_id": request_id,
                 "position": position,
                 "prediction": predictions[position],
                 "probability": probability,
-                "model": model,
-                "revision": revision,
             }
             for action, position, probability in matches
         ]
         rows = [
-            {
-                "request_id": request_id,
-                "service_id": service_id,
-                "action": action.name,
-                "url": action.url,
-                "payload": body,
-                "status": "pending",
-                "attempts": 0,
-                "response_status": None,
-                "error": None,
-                "created_at": now,
-                "updated_at": now,
-            }
+            _row(service_id, action, body, now, status="pending")
             for (action, _, _), body in zip(matches, bodies, strict=True)
         ]
+        drops = [_dropped_row(service_id, about, now, *counts) for counts in dropped]
         with begin_write(self.engine) as conn:
-            ids = [
-                int(i)
-                for i in conn.execute(
-                    serve_deliveries.insert().returning(
-                        serve_deliveries.c.delivery_id, sort_by_parameter_order=True
-                    ),
-                    rows,
-                ).scalars()
-            ]
-            # The payload names its own delivery id, known only once the row exists.
-            for body, delivery_id in zip(bodies, ids, strict=True):
-                body["delivery_id"] = delivery_id
-            conn.execute(
-                serve_deliveries.update()
-                .where(serve_deliveries.c.delivery_id == bindparam("b_id"))
-                .values(payload=bindparam("b_payload")),
-                [{"b_id": i, "b_payload": b} for i, b in zip(ids, bodies, strict=True)],
+            ids = self._insert(conn, rows, bodies) if rows else []
+            if drops:
+                conn.execute(serve_deliveries.insert(), drops)
+        if drops:
+            logger.info(
+                "request %s: %d webhook deliveries dropped by the actions' limits",
+                request_id,
+                sum(row["payload"]["dropped"] for row in drops),
             )
         self._enqueue(
             _task(delivery_id, action, body, attempts=0)
             for delivery_id, (action, _, _), body in zip(ids, matches, bodies, strict=True)
         )
         return ids
+
+    @staticmethod
+    def _insert(
+        conn: Connection, rows: list[dict[str, Any]], bodies: list[dict[str, Any]]
+    ) -> list[int]:
+        ids = [
+            int(i)
+            for i in conn.execute(
+                serve_deliveries.insert().returning(
+                    serve_deliveries.c.delivery_id, sort_by_parameter_order=True
+                ),
+                rows,
+            ).scalars()
+        ]
+        # The payload names its own delivery id, known only once the row exists.
+        for body, delivery_id in zip(bodies, ids, strict=True):
+            body["delivery_id"] = delivery_id
+        conn.execute(
+            serve_deliveries.update()
+            .where(serve_deliveries.c.delivery_id == bindparam("b_id"))
+            .values(payload=bindparam("b_payload")),
+            [{"b_id": i, "b_payload": b} for i, b in zip(ids, bodies, strict=True)],
+        )
+        return ids
+
+    def _limit(
+        self, service_id: int, matches: list[_Match]
+    ) -> tuple[list[_Match], list[tuple[Action, int, int]]]:
+        """The matches each action may send now, and ``(action, past per request, past rate)``.
+
+        Each action's ``max_per_second`` is a token bucket holding at most one
+        second's worth (and at least one delivery).
+        """
+        by_action: dict[str, list[_Match]] = {}
+        for match in matches:
+            by_action.setdefault(match[0].name, []).append(match)
+        kept: set[tuple[str, int]] = set()
+        dropped = []
+        now = time.monotonic()
+        with self._limits:
+            for name, found in by_action.items():
+                action = found[0][0]
+                allowed = found[: action.max_per_request]
+                rate, key = action.max_per_second, (service_id, name)
+                tokens, counted = self._buckets.get(key, (max(1.0, rate), now))
+                tokens = min(max(1.0, rate), tokens + (now - counted) * rate)
+                n = min(len(allowed), int(tokens))
+                self._buckets[key] = (tokens - n, now)
+                kept.update((name, position) for _, position, _ in allowed[:n])
+                if n < len(found):
+                    dropped.append((action, len(found) - len(allowed), len(allowed) - n))
+        return [m for m in matches if (m[0].name, m[1]) in kept], dropped
 
     def on_archived(self, batch: Sequence[ArchivedRequest]) -> None:
         """An :class:`~inloop.serve.archive.ArchiveWriter` hook: dispatch each request's matches."""
@@ -508,12 +579,16 @@ class ActionDispatcher:
             "X-Inloop-Attempt": str(attempt),
         }
         status_code: int | None = None
+        error: str | None
+        refused = False
         try:
             response = self._client.post(
                 task.url, json=task.payload, headers=headers, timeout=task.timeout_s
             )
+        except DestinationRefusedError as exc:
+            error, retry, refused = str(exc), False, True
         except httpx.HTTPError as exc:
-            error: str | None = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             retry = True
         else:
             status_code = response.status_code
@@ -524,6 +599,8 @@ class ActionDispatcher:
                 retry = not (400 <= status_code < 500 and status_code not in _RETRYABLE_4XX)
         if error is None:
             status = "delivered"
+        elif refused:
+            status = "refused"
         elif retry and attempt < task.max_attempts:
             status = "pending"
         else:
@@ -540,12 +617,13 @@ class ActionDispatcher:
                     updated_at=datetime.now(UTC),
                 )
             )
-        if status == "failed":
+        if status in ("failed", "refused"):
             logger.warning(
-                "delivery %d of %s to %s failed after %d attempt(s): %s",
+                "delivery %d of %s to %s %s after %d attempt(s): %s",
                 task.delivery_id,
                 task.payload.get("action"),
-                task.url,
+                mask_url(task.url),  # the rest of the URL may hold a token
+                status,
                 attempt,
                 error,
             )
@@ -557,6 +635,49 @@ class ActionDispatcher:
             delay = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
             heapq.heappush(self._heap, _Due(time.monotonic() + delay, next(self._seq), task))
             self._cond.notify()
+
+
+def _row(
+    service_id: int, action: Action, body: dict[str, Any], now: datetime, *, status: str
+) -> dict[str, Any]:
+    return {
+        "request_id": body["request_id"],
+        "service_id": service_id,
+        "action": action.name,
+        "url": action.url,
+        "payload": body,
+        "status": status,
+        "attempts": 0,
+        "response_status": None,
+        "error": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _dropped_row(
+    service_id: int,
+    about: dict[str, Any],
+    now: datetime,
+    action: Action,
+    past_request: int,
+    past_rate: int,
+) -> dict[str, Any]:
+    """The ``'dropped'`` row counting one request's matches of ``action`` that were not sent."""
+    body = {
+        **about,
+        "action": action.name,
+        "dropped": past_request + past_rate,
+        "over_request_limit": past_request,
+        "over_rate_limit": past_rate,
+    }
+    row = _row(service_id, action, body, now, status="dropped")
+    row["error"] = (
+        f"{past_request + past_rate} matching instance(s) not sent: {past_request} past "
+        f"max_per_request={action.max_per_request}, {past_rate} past "
+        f"max_per_second={action.max_per_second:g}"
+    )
+    return row
 
 
 def _task(delivery_id: int, action: Action, payload: Mapping[str, Any], attempts: int) -> _Task:

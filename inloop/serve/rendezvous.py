@@ -46,6 +46,7 @@ import asyncio
 import hashlib
 import itertools
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -220,10 +221,11 @@ class Rendezvous:
     models in this process); ``archive`` writes requests (default: an
     :class:`~inloop.serve.archive.ArchiveWriter` on ``engine`` with ``hooks``).
     Scores missing ``collect_s`` seconds after a request arrived are archived
-    as ``timeout``; the policy is re-read at most every ``policy_check_s``
-    seconds. With ``shed`` (the default) a lagging event loop sheds work, as
-    the module says; ``shed=False`` always has every model score. Use as an
-    async context manager, or call :meth:`start` and :meth:`close`.
+    as ``timeout``; every request is served by a policy read at most
+    ``policy_check_s`` seconds before it came (see :meth:`live`). With
+    ``shed`` (the default) a lagging event loop sheds work, as the module
+    says; ``shed=False`` always has every model score. Use as an async
+    context manager, or call :meth:`start` and :meth:`close`.
     """
 
     def __init__(
@@ -247,12 +249,13 @@ class Rendezvous:
         self.collect_s = collect_s
         self.policy_check_s = policy_check_s
         self.lag: LoopLag | None = LoopLag() if shed else None
-        self._checked: dict[str, float] = {}
-        self._stale: set[str] = set()
-        self._refreshing: set[str] = set()
+        # Per service, and only for services that exist (unknown names leave nothing here):
         self._live: dict[str, _Live] = {}
+        self._verified: dict[str, float] = {}  # when the check that found _live's revision began
+        self._invalidated: dict[str, float] = {}  # when invalidate() was last called
         self._locks: dict[str, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task[None]] = set()  # policy checks under way
+        # Policy checks under way, by service: (when begun, the check). Gone once done.
+        self._checks: dict[str, tuple[float, asyncio.Task[_Live]]] = {}
         # Answered requests whose other scores are on their way: key -> archive it now.
         self._collecting: dict[object, Callable[[], None]] = {}
         #: Requests :meth:`refusal` turned away (the web app answered them 503).
@@ -293,8 +296,8 @@ class Rendezvous:
             finish()  # archived now, the missing scores as timeouts
         if self.lag is not None:
             await self.lag.stop()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._checks:
+            await asyncio.gather(*(t for _, t in self._checks.values()), return_exceptions=True)
         await self.transport.close()
         await asyncio.to_thread(self.archive.close)
 
@@ -334,66 +337,89 @@ class Rendezvous:
 
     def invalidate(self, service: str | None = None) -> None:
         """Make the next request of ``service`` (or of every service) re-read its policy first."""
-        if service is None:
-            self._stale.update(self._live)
-        else:
-            self._stale.add(service)
+        now = time.monotonic()
+        for name in list(self._live) if service is None else [service]:
+            if name in self._live or name in self._checks:
+                # A check begun before now may have read the policy before the change.
+                self._invalidated[name] = now
+                self._verified.pop(name, None)
+                self._checks.pop(name, None)
 
     async def live(self, service: str) -> _Live:
         """The service's current policy, loaded (models prepared) if it changed.
 
-        A known policy is re-checked in the background at most every
-        ``policy_check_s`` seconds per service (one small query, off the event
-        loop), so a promotion or rollback made anywhere applies within about
-        that time; after :meth:`invalidate` the next request waits for the
-        check, so a change made here applies to it.
+        A request is served by a policy read at most ``policy_check_s`` seconds
+        before it came, so a promotion or rollback committed anywhere (another
+        server, the CLI) applies to every request arriving ``policy_check_s``
+        after it, on an idle server too. On a busy one the check (one small
+        query, off the event loop) runs in the background from half that age,
+        so requests rarely wait for it; after :meth:`invalidate` the next
+        request waits for a new check.
         """
+        now = time.monotonic()
         known = self._live.get(service)
-        if known is not None and service not in self._stale:
-            now = time.monotonic()
-            if now - self._checked.get(service, -1e9) >= self.policy_check_s:
-                self._checked[service] = now
-                if service not in self._refreshing:
-                    self._refreshing.add(service)
-                    task = asyncio.create_task(self._refresh(service))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-            return known
-        self._stale.discard(service)
-        self._checked[service] = time.monotonic()
-        return await self._reload(service)
-
-    async def _refresh(self, service: str) -> None:
+        if known is not None:
+            age = now - self._verified.get(service, -math.inf)
+            if age < self.policy_check_s:
+                if age >= self.policy_check_s / 2:
+                    self._check(service, now - self.policy_check_s / 2)
+                return known
         try:
-            await self._reload(service)
+            return await asyncio.shield(self._check(service, now - self.policy_check_s))
         except Exception:
-            # The served policy stays as it was; the next check tries again.
-            log.exception("service %s: checking for a new policy failed", service)
-        finally:
-            self._refreshing.discard(service)
+            if known is None:
+                raise
+            return known  # the database is out of reach: keep serving (the check logged why)
 
-    async def _reload(self, service: str) -> _Live:
+    def _check(self, service: str, since: float) -> asyncio.Task[_Live]:
+        """A policy check of ``service`` begun at ``since`` or later (under way, or new)."""
+        running = self._checks.get(service)
+        if running is not None and running[0] >= since:
+            return running[1]
+        begun = time.monotonic()
+        task = asyncio.create_task(self._reload(service, begun))
+        entry = (begun, task)
+        self._checks[service] = entry
+
+        def done(task: asyncio.Task[_Live]) -> None:
+            if self._checks.get(service) is entry:
+                del self._checks[service]
+            if not task.cancelled() and task.exception() is not None and service in self._live:
+                # The served policy stays as it was; the next request checks again.
+                log.error(
+                    "service %s: checking for a new policy failed",
+                    service,
+                    exc_info=task.exception(),
+                )
+
+        task.add_done_callback(done)
+        return task
+
+    async def _reload(self, service: str, begun: float) -> _Live:
         """Look up the newest revision (in a thread); load it if it is not the one served."""
         known = self._live.get(service)
         service_id, revision = await asyncio.to_thread(self._current_revision, service, known)
-        if known is not None and known.revision == revision and known.service_id == service_id:
-            return known
-        lock = self._locks.setdefault(service, asyncio.Lock())
-        async with lock:
-            known = self._live.get(service)
-            if known is not None and known.revision >= revision and known.service_id == service_id:
-                return known
-            loaded = await self._load_policy(service, service_id)
-            self._live[service] = loaded
-            if known is not None:
-                log.info(
-                    "service %s: policy revision %d -> %d (champion %s)",
-                    service,
-                    known.revision,
-                    loaded.revision,
-                    loaded.policy.champion,
-                )
-            return loaded
+        if known is None or known.revision != revision or known.service_id != service_id:
+            lock = self._locks.setdefault(service, asyncio.Lock())
+            async with lock:
+                known = self._live.get(service)
+                if known is None or known.revision < revision or known.service_id != service_id:
+                    loaded = await self._load_policy(service, service_id)
+                    self._live[service] = loaded
+                    if known is not None:
+                        log.info(
+                            "service %s: policy revision %d -> %d (champion %s)",
+                            service,
+                            known.revision,
+                            loaded.revision,
+                            loaded.policy.champion,
+                        )
+                    known = loaded
+        if begun > max(
+            self._verified.get(service, -math.inf), self._invalidated.get(service, -math.inf)
+        ):
+            self._verified[service] = begun
+        return known
 
     async def _load_policy(self, service: str, service_id: int) -> _Live:
         record = await asyncio.to_thread(current_policy, service, engine=self.engine)

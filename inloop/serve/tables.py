@@ -40,7 +40,8 @@ Tables:
     each instance became and why (small margin, disagreement).
 ``serve_deliveries``
     one row per webhook action a prediction triggered: the payload, the
-    attempts so far, the last response and whether it was delivered.
+    attempts so far, the last response and whether it was delivered; and one
+    ``dropped`` row per request and action counting the matches past its limits.
 """
 
 from __future__ import annotations
@@ -80,7 +81,9 @@ MODEL_KINDS = ("sklearn", "callable", "heuristic")
 #: What made a policy revision.
 POLICY_ACTIONS = ("create", "set", "promote", "rollback")
 #: Where a webhook delivery stands.
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
+#: ``dropped``: a row counting the matches of one request past the action's limits (not sent);
+#: ``refused``: the URL led to an address webhooks may not reach (not sent).
+DELIVERY_STATUSES = ("pending", "delivered", "failed", "dropped", "refused")
 
 
 serve_models = Table(

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from inloop.errors import ArtifactNotFoundError, ConfigError, StoreError
+from inloop.errors import ArtifactIntegrityError, ArtifactNotFoundError, ConfigError, StoreError
 from inloop.store import serialize
 
 __all__ = ["ArtifactStore", "StoredArtifact", "open_artifact_store"]
@@ -242,20 +242,53 @@ class ArtifactStore:
 
     # -- reading -----------------------------------------------------------------------
 
-    def get(self, key: str) -> object:
-        """Load the value stored under ``key``; each call returns a fresh object."""
+    def get(self, key: str, *, verify: bool = False) -> object:
+        """Load the value stored under ``key``; each call returns a fresh object.
+
+        Loading unpickles, which runs whatever code the blob names: whoever
+        can write the store can run code here. With ``verify`` the blob's
+        sha256 must equal ``key`` before anything is unpickled, else
+        :class:`~inloop.errors.ArtifactIntegrityError` (a swapped or corrupt
+        file); it costs one pass of sha256 over the blob (about 1 GB/s).
+
+        >>> store = open_artifact_store("memory://get-verify-doc")
+        >>> store.get(store.put([1, 2]).key, verify=True)
+        [1, 2]
+        """
         blob = self._cache_get(key)
         if blob is not None:
+            if verify:
+                self._verify(key, blob)
             # A private writeable copy: loaded arrays must not alias the cache.
             return serialize.loads(bytearray(blob))
-        return serialize.loads(self._read(key))
+        read = self._read(key)
+        if verify:
+            self._verify(key, read)
+        return serialize.loads(read)
 
-    def get_bytes(self, key: str) -> bytes:
-        """The raw bytes stored under ``key`` (for a value: its serialized blob)."""
+    def get_bytes(self, key: str, *, verify: bool = False) -> bytes:
+        """The raw bytes stored under ``key`` (for a value: its serialized blob).
+
+        ``verify`` checks that they hash to ``key``, as :meth:`get` does.
+        """
         blob = self._cache_get(key)
-        if blob is not None:
-            return blob
-        return bytes(self._read(key))
+        if blob is None:
+            blob = bytes(self._read(key))
+        if verify:
+            self._verify(key, blob)
+        return blob
+
+    def _verify(self, key: str, blob: bytes | bytearray) -> None:
+        found = hashlib.sha256(blob).hexdigest()
+        if found != key:
+            raise ArtifactIntegrityError(
+                f"Artifact {key} in the artifact store {self.url} holds other bytes: "
+                f"expected sha256 {key}, found {found}. The file was replaced or is corrupt, "
+                "and it was not loaded. Restore it from a backup or store the value again; "
+                "anyone who can write the artifact store can run code where it is loaded.",
+                key=key,
+                found=found,
+            )
 
     def exists(self, key: str) -> bool:
         """Whether a blob is stored under ``key`` (False for a malformed key)."""

@@ -213,7 +213,8 @@ class LearnerPool:
             from inloop.store.artifacts import open_artifact_store
 
             self.artifacts = open_artifact_store()
-        estimator = self.artifacts.get(config.estimator)
+        # The server unpickles it: only the very blob its key names (see ArtifactStore.get).
+        estimator = self.artifacts.get(config.estimator, verify=True)
         if not (hasattr(estimator, "fit") and hasattr(estimator, "predict_proba")):
             raise ModelSettingsError(
                 f"The artifact {config.estimator!r} named as 'estimator' holds "

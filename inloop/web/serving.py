@@ -522,28 +522,20 @@ async def get_deliveries(
     name: str,
     caller: Scientist,
     rendezvous: RendezvousDep,
-    status: Annotated[str | None, Query(description="pending, delivered or failed")] = None,
+    status: Annotated[
+        str | None, Query(description="pending, delivered, failed, dropped or refused")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
-    """The newest webhook deliveries of the service's actions, newest first."""
+    """The newest webhook deliveries of the service's actions, newest first.
+
+    URLs show only their scheme and host. A ``dropped`` row counts one
+    request's matches that the action's limits kept from being sent; a
+    ``refused`` one was not sent because its address is off limits.
+    """
     from inloop.serve.actions import list_deliveries
 
     found = await run_in_threadpool(
         list_deliveries, name, status=status, limit=limit, engine=rendezvous.engine
     )
-    return [
-        {
-            "delivery_id": d.delivery_id,
-            "request_id": d.request_id,
-            "action": d.action,
-            "url": d.url,
-            "status": d.status,
-            "attempts": d.attempts,
-            "response_status": d.response_status,
-            "error": d.error,
-            "payload": d.payload,
-            "created_at": d.created_at.isoformat(),
-            "updated_at": d.updated_at.isoformat(),
-        }
-        for d in found
-    ]
+    return [d.to_dict() for d in found]

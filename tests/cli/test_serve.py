@@ -88,3 +88,29 @@ def test_user_errors_are_one_line(runner: CliRunner, service: list[str]) -> None
     out = runner.invoke(app, ["serve", "promote", "svc", service[0], "--reason", "x"])
     assert out.exit_code == 1 and "already the champion" in out.output
     assert "Traceback" not in out.output
+
+
+def test_show_masks_webhook_secrets(runner: CliRunner, service: list[str]) -> None:
+    from inloop.serve import set_policy
+
+    hook = {
+        "name": "ops",
+        "url": "https://hooks.example.com/T1/s3cr3t?k=v",
+        "headers": {"X-Key": "k3y"},
+    }
+    set_policy(
+        "svc",
+        {"champion": service[0], "fallback": {"label": "a"}, "actions": [hook]},
+        by="ana",
+        reason="alerts",
+    )
+    for args in (["serve", "show", "svc", "--json"], ["serve", "show", "svc"]):
+        out = runner.invoke(app, args)
+        assert out.exit_code == 0, out.output
+        assert "s3cr3t" not in out.output and "k3y" not in out.output
+    (action,) = json.loads(runner.invoke(app, ["serve", "show", "svc", "--json"]).output)[1][
+        "policy"
+    ]["actions"]
+    assert action["url"] == "https://hooks.example.com/***" and action["headers"] == {
+        "X-Key": "***"
+    }

@@ -19,13 +19,16 @@ from sqlalchemy import select
 from inloop.serve import (
     Action,
     MajorityClass,
+    PolicyError,
     ServeError,
     ServiceNotFoundError,
     create_service,
     register,
+    set_policy,
 )
 from inloop.serve.actions import ActionDispatcher, Delivery, list_deliveries, matching
 from inloop.serve.tables import serve_services
+from inloop.settings import reset_settings
 from inloop.store import get_engine
 
 SERVICE = "spam-svc"
@@ -91,6 +94,19 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The receivers here listen on 127.0.0.1, which webhooks may reach only when allowed."""
+    monkeypatch.setenv("INLOOP_WEBHOOK_ALLOW", "127.0.0.1")
+    reset_settings()
+
+
+def forbid_private(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Back to the default: no private address allowed."""
+    monkeypatch.delenv("INLOOP_WEBHOOK_ALLOW")
+    reset_settings()
 
 
 @pytest.fixture
@@ -232,9 +248,9 @@ def test_failed_after_max_attempts_is_logged(
     assert (done.status, done.attempts, done.response_status) == ("failed", 3, 503)
     assert done.error == "HTTP 503: receiver says no"
     assert receiver.attempts() == [1, 2, 3]
-    assert any(
-        r.levelno == logging.WARNING and str(delivery_id) in r.getMessage() for r in caplog.records
-    )
+    (logged,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert str(delivery_id) in logged
+    assert "/hook" not in logged and receiver.url.replace("/hook", "/***") in logged
 
 
 def test_400_is_not_retried(receiver: Receiver, service_id: Callable[..., int]) -> None:
@@ -351,3 +367,153 @@ def test_list_deliveries_filters_orders_and_rejects_bad_arguments(
         list_deliveries(SERVICE, limit=0)
     with pytest.raises(ServiceNotFoundError, match=r"'nope'.*'spam-svc'"):
         list_deliveries("nope")
+
+
+def test_one_request_matching_a_thousand_times_posts_max_per_request_and_counts_the_rest(
+    receiver: Receiver, service_id: Callable[..., int]
+) -> None:
+    action = hook(receiver.url)  # the defaults: 10 a request, 10 a second
+    sid = service_id(action)
+    n = 1000
+    with ActionDispatcher(backoff_s=0.01) as dispatcher:
+        ids = send(
+            dispatcher, sid, action, predictions=["spam"] * n, probabilities=[[0.1, 0.9]] * n
+        )
+        assert len(ids) == action.max_per_request == 10
+        assert {settled(i).status for i in ids} == {"delivered"}
+    assert len(receiver.calls) == 10
+    assert sorted(body["position"] for _, body in receiver.calls) == list(range(10))
+    (dropped,) = list_deliveries(SERVICE, status="dropped")
+    assert dropped.payload["dropped"] == n - 10 and dropped.payload["over_request_limit"] == n - 10
+    assert dropped.payload["over_rate_limit"] == 0 and dropped.attempts == 0
+    assert "990 matching instance(s) not sent" in (dropped.error or "")
+
+
+def test_max_per_second_holds_across_requests(
+    receiver: Receiver, service_id: Callable[..., int]
+) -> None:
+    # One delivery a hundred seconds: the bucket holds one, and it is spent at once.
+    action = hook(receiver.url, max_per_request=5, max_per_second=0.01)
+    sid = service_id(action)
+    with ActionDispatcher(backoff_s=0.01) as dispatcher:
+        sent = [
+            send(
+                dispatcher,
+                sid,
+                action,
+                request_id=f"r-{k}",
+                predictions=["spam"] * 7,
+                probabilities=[[0.1, 0.9]] * 7,
+            )
+            for k in range(3)
+        ]
+        assert [len(ids) for ids in sent] == [1, 0, 0]
+        settled(sent[0][0])
+    assert len(receiver.calls) == 1
+    drops = {d.request_id: d.payload for d in list_deliveries(SERVICE, status="dropped")}
+    assert {r: (p["over_request_limit"], p["over_rate_limit"]) for r, p in drops.items()} == {
+        "r-0": (2, 4),
+        "r-1": (2, 5),
+        "r-2": (2, 5),
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "refused", "allow"),
+    [
+        ("http://127.0.0.1:9/hook", "127.0.0.1 is a loopback", "127.0.0.1"),
+        ("http://localhost:9/hook", "resolves to (127.0.0.1|::1) is a loopback", "127.0.0.1,::1"),
+        ("http://[::1]:9/hook", "::1 is a loopback", "::1"),
+        (
+            "http://169.254.169.254/latest/meta-data",
+            "169.254.169.254 is a link-local",
+            "169.254.0.0/16",
+        ),
+        ("https://10.1.2.3/hook", "10.1.2.3 is a private", "10.0.0.0/8"),
+        ("http://[::ffff:192.168.0.7]/hook", "192.168.0.7 is a private", "192.168.0.7"),
+        ("http://0.0.0.0:8000/hook", "0.0.0.0 is an unspecified", "0.0.0.0"),
+    ],
+)
+def test_private_addresses_are_refused_when_the_policy_is_written(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, url: str, refused: str, allow: str
+) -> None:
+    forbid_private(monkeypatch)
+    register(MajorityClass(["ham", "spam"], [1, 3]), name="spam-model")
+    policy = {
+        "champion": "spam-model@1",
+        "fallback": {"label": "ham"},
+        "actions": [{"name": "internal", "url": url}],
+    }
+    with pytest.raises(
+        PolicyError, match=rf"Action 'internal' may not post to .*{refused} address"
+    ):
+        create_service(SERVICE, policy, created_by="ana", reason="alerts")
+    with pytest.raises(ServiceNotFoundError):
+        list_deliveries(SERVICE)  # nothing was stored
+
+    monkeypatch.setenv("INLOOP_WEBHOOK_ALLOW", f"{allow}, hooks.internal")
+    reset_settings()
+    assert create_service(SERVICE, policy, created_by="ana", reason="allowed").revision == 1
+    refused_too = {**policy, "actions": [{"name": "other", "url": "http://172.16.9.9/x"}]}
+    with pytest.raises(PolicyError, match=r"'other' may not post to 172.16.9.9"):
+        set_policy(SERVICE, refused_too, by="ana", reason="another")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_a_destination_no_longer_allowed_is_refused_at_delivery_without_connecting(
+    receiver: Receiver,
+    service_id: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+) -> None:
+    monkeypatch.setenv("INLOOP_WEBHOOK_ALLOW", "127.0.0.0/8,::1")
+    reset_settings()
+    action = hook(receiver.url.replace("127.0.0.1", host))
+    sid = service_id(action)  # allowed when written
+    forbid_private(monkeypatch)  # then not (as when a name comes to resolve elsewhere)
+    with (
+        caplog.at_level(logging.WARNING, logger="inloop.serve.actions"),
+        ActionDispatcher(backoff_s=0.01) as dispatcher,
+    ):
+        (delivery_id,) = send(dispatcher, sid, action)
+        done = settled(delivery_id)
+    assert (done.status, done.attempts, done.response_status) == ("refused", 1, None)
+    assert done.error is not None and "is a loopback address" in done.error
+    if host == "localhost":
+        assert "localhost resolves to " in done.error
+    else:
+        assert "127.0.0.1 is a loopback address" in done.error
+    assert receiver.calls == []  # nothing was sent
+    assert any("refused" in r.getMessage() for r in caplog.records)
+
+
+def test_a_deliverys_dict_masks_its_url(receiver: Receiver, service_id: Callable[..., int]) -> None:
+    action = hook(receiver.url + "/T0K3N?key=s3cr3t")
+    sid = service_id(action)
+    stopped = ActionDispatcher()
+    send(stopped, sid, action)
+    stopped.stop()
+    (delivery,) = list_deliveries(SERVICE)
+    assert delivery.url == action.url  # the Python face reads the database as it is
+    shown = delivery.to_dict()
+    assert shown["url"] == receiver.url.rsplit("/", 1)[0] + "/***"
+    assert "T0K3N" not in str(shown) and "s3cr3t" not in str(shown)
+
+
+def test_a_host_name_is_connected_to_at_the_address_that_was_checked(
+    receiver: Receiver, service_id: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)[0][4][0]
+    if first != "127.0.0.1":
+        pytest.skip(f"localhost resolves to {first} first; the receiver listens on 127.0.0.1")
+    monkeypatch.setenv("INLOOP_WEBHOOK_ALLOW", "127.0.0.0/8,::1")  # addresses, not the name
+    reset_settings()
+    action = hook(receiver.url.replace("127.0.0.1", "localhost"))
+    sid = service_id(action)
+    with ActionDispatcher(backoff_s=0.01) as dispatcher:
+        (delivery_id,) = send(dispatcher, sid, action)
+        assert settled(delivery_id).status == "delivered"
+    ((headers, _),) = receiver.calls
+    port = receiver.url.split(":")[2].split("/")[0]
+    assert headers["host"] == f"localhost:{port}"  # the receiver still sees the name

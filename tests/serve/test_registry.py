@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 from pathlib import Path
 
@@ -180,3 +181,51 @@ def test_register_from_a_flow_run_records_lineage(
 
     model = load("tiny@1")
     np.testing.assert_array_equal(model.predict(X), task.data.model.predict(X))
+
+
+class _Planted:
+    """Unpickling it creates the file ``path``: what a swapped model blob could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
+def _swap(key: str, blob: bytes) -> None:
+    """Overwrite the stored file of ``key`` in the test's artifact folder with ``blob``."""
+    from inloop.settings import get_settings
+
+    root = Path(get_settings().resolved_artifacts_url)
+    (root / key[:2] / key[2:]).write_bytes(blob)
+
+
+@pytest.mark.parametrize("kind", ["sklearn", "callable"])
+def test_a_swapped_model_blob_is_refused_before_anything_in_it_runs(
+    db_url: str, tmp_path: Path, digits: tuple[np.ndarray, np.ndarray], kind: str
+) -> None:
+    import pickle
+
+    from inloop.errors import ArtifactIntegrityError
+    from inloop.store.serialize import dump_chunks
+
+    X, y = digits
+    marker = tmp_path / "pwned"
+    if kind == "sklearn":
+        version = register(LogisticRegression(max_iter=300).fit(X, y), name="victim")
+        planted = b"".join(dump_chunks(_Planted(marker)))  # the store's own format
+    else:
+        version = register(lambda X: ["a"] * len(X), name="victim", classes=["a", "b"])
+        planted = pickle.dumps(_Planted(marker))
+    assert version.flavor["format"] == ("inloop" if kind == "sklearn" else "cloudpickle")
+    load(version.ref)  # fine before the swap
+    _swap(version.artifact_key, planted)
+
+    with pytest.raises(ArtifactIntegrityError) as caught:
+        load(version.ref)
+    message = str(caught.value)
+    assert "victim@1" in message and version.artifact_key in message
+    found = hashlib.sha256(planted).hexdigest()
+    assert found in message and caught.value.found == found
+    assert not marker.exists()  # nothing in the blob ran

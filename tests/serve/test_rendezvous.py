@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
+from sqlalchemy import create_engine
 
 from inloop.serve import (
     MajorityClass,
@@ -493,3 +499,153 @@ def test_a_request_that_waited_past_its_deadline_gets_the_fallback_at_once(
     assert answer.latency_ms >= 100.0  # counted from the arrival
     scores = get_request("queued", answer.request_id).scores
     assert scores[refs["strong"]].status == "busy"
+
+
+def _promote_elsewhere(service: str, ref: str) -> float:
+    """Promote ``ref`` with the ``inloop`` command, in a process of its own; when it ended."""
+    inloop = os.path.join(os.path.dirname(sys.executable), "inloop")
+    done = subprocess.run(
+        [inloop, "serve", "promote", service, ref, "--reason", "from the CLI"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return time.monotonic()
+
+
+def test_an_idle_server_serves_a_cli_promotion_within_policy_check_s(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = digits
+    create_service(
+        "idle",
+        {"champion": refs["weak"], "fallback": refs["base"], "schedule": {"deadline_ms": 5000}},
+        created_by="a",
+        reason="t",
+    )
+
+    async def ask(r: Rendezvous) -> list[tuple[str | None, int]]:
+        before = await r.predict("idle", [X[0].tolist()])
+        # The server sits idle while another process commits a new revision.
+        committed = await asyncio.to_thread(_promote_elsewhere, "idle", refs["strong"])
+        while time.monotonic() - committed < r.policy_check_s:
+            await asyncio.sleep(0.005)
+        after = await r.predict("idle", [X[0].tolist()])
+        return [(before.model, before.revision), (after.model, after.revision)]
+
+    assert run(ask) == [(refs["weak"], 1), (refs["strong"], 2)]
+
+
+def test_a_busy_server_serves_each_revision_from_policy_check_s_after_its_commit(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray], db_url: str
+) -> None:
+    X, _ = digits
+    create_service(
+        "busy",
+        {"champion": refs["weak"], "fallback": refs["base"], "schedule": {"deadline_ms": 5000}},
+        created_by="a",
+        reason="t",
+    )
+    # Another engine stands for another process (a CLI, a notebook) writing the policy.
+    other = create_engine(db_url)
+
+    def change(n: int) -> float:
+        if n % 2:
+            rollback("busy", by="bo", reason="back", engine=other)
+        else:
+            promote("busy", refs["strong"], by="ana", reason="better", engine=other)
+        return time.monotonic()
+
+    async def ask(r: Rendezvous) -> list[tuple[int, list[int]]]:
+        seen: list[tuple[int, list[int]]] = []
+        await r.predict("busy", [X[0].tolist()])
+        for n in range(4):
+            changing = asyncio.ensure_future(asyncio.to_thread(change, n))
+            late: list[int] = []  # revisions of requests arriving policy_check_s after the commit
+            while len(late) < 20:
+                arrived = time.monotonic()
+                answer = await r.predict("busy", [X[0].tolist()])
+                if changing.done() and arrived - changing.result() >= r.policy_check_s:
+                    late.append(answer.revision)
+                await asyncio.sleep(0.001)
+            seen.append((n + 2, late))
+        return seen
+
+    try:
+        for revision, late in run(ask):
+            assert late == [revision] * len(late)
+    finally:
+        other.dispose()
+
+
+def _state_size(r: Rendezvous) -> int:
+    """How many entries the rendezvous and its transport keep in their dicts and sets."""
+    sizes = [
+        len(value)
+        for owner in (r, r.transport)
+        for value in vars(owner).values()
+        if isinstance(value, dict | set | list)
+    ]
+    return sum(sizes)
+
+
+def test_unknown_service_names_leave_nothing_behind(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray]
+) -> None:
+    X, _ = digits
+    create_service(
+        "known", {"champion": refs["weak"], "fallback": refs["base"]}, created_by="a", reason="t"
+    )
+
+    async def ask(r: Rendezvous) -> tuple[int, int]:
+        await r.predict("known", [X[0].tolist()])
+        before = _state_size(r)
+        for _ in range(2000):
+            name = uuid.uuid4().hex
+            with pytest.raises(ServiceNotFoundError, match=rf"No service '{name}'.*'known'"):
+                await r.predict(name, [X[0].tolist()])
+        assert (await r.predict("known", [X[0].tolist()])).model == refs["weak"]
+        return before, _state_size(r)
+
+    before, after = run(ask)
+    assert after <= before
+
+
+def test_the_server_refuses_a_swapped_champion_blob_and_runs_none_of_it(
+    refs: dict[str, str], digits: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    from inloop.errors import ArtifactIntegrityError
+    from inloop.serve import get_version
+    from inloop.settings import get_settings
+    from inloop.store.serialize import dump_chunks
+
+    X, _ = digits
+    create_service(
+        "swapped",
+        {"champion": refs["strong"], "fallback": refs["base"]},
+        created_by="a",
+        reason="t",
+    )
+    marker = tmp_path / "pwned"
+    name, _, number = refs["strong"].partition("@")
+    key = get_version(name, int(number)).artifact_key
+    path = Path(get_settings().resolved_artifacts_url) / key[:2] / key[2:]
+    path.write_bytes(b"".join(dump_chunks(_Planted(marker))))
+
+    async def ask(r: Rendezvous) -> None:
+        with pytest.raises(ArtifactIntegrityError, match=rf"{refs['strong']} was not loaded"):
+            await r.predict("swapped", [X[0].tolist()])
+
+    run(ask)
+    assert not marker.exists()
+
+
+class _Planted:
+    """Unpickling it creates the file ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.path), "w")

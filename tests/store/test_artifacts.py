@@ -370,3 +370,22 @@ def test_default_store_comes_from_settings(tmp_path: Path, monkeypatch: pytest.M
         assert store.storage_options == {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
     finally:
         reset_settings()
+
+
+@pytest.mark.parametrize("size", [10, 2_000_000], ids=["small", "large"])
+def test_verify_refuses_bytes_that_do_not_hash_to_the_key(
+    local_store: ArtifactStore, size: int
+) -> None:
+    from inloop.errors import ArtifactIntegrityError
+
+    key = local_store.put(np.arange(size, dtype=np.uint8)).key
+    np.testing.assert_array_equal(
+        local_store.get(key, verify=True), np.arange(size, dtype=np.uint8)
+    )
+    other = pickle.dumps("something else")
+    Path(local_store.url, key[:2], key[2:]).write_bytes(other)
+    fresh = ArtifactStore(local_store.url)  # no byte cache holding the original
+    for read in (fresh.get, fresh.get_bytes):
+        with pytest.raises(ArtifactIntegrityError, match=hashlib.sha256(other).hexdigest()):
+            read(key, verify=True)
+    assert fresh.get_bytes(key) == other  # unverified reads (raw logs) read what is there

@@ -25,12 +25,21 @@ from sqlalchemy import Engine, select, update
 
 from inloop.label import create_project, get_items
 from inloop.label.items import MAX_NOTE_CHARS
-from inloop.serve import create_service, majority_class_from, register
+from inloop.serve import (
+    PolicyError,
+    create_service,
+    current_policy,
+    majority_class_from,
+    policy_history,
+    register,
+    set_policy,
+)
 from inloop.serve.actions import list_deliveries
 from inloop.serve.archive import ArchivedRequest, count_requests
 from inloop.serve.review import ReviewRouter, routed_items
 from inloop.serve.scoring import Score
 from inloop.serve.tables import serve_services
+from inloop.settings import reset_settings
 from inloop.web import create_app
 from inloop.web import serving as serving_module
 from inloop.web.auth import User, create_user
@@ -453,6 +462,61 @@ def test_promote_and_rollback_need_a_scientist_and_apply_at_once(
     assert [(s["name"], s["revision"]) for s in listed] == [("digits", 3)]
 
 
+SLACK = "https://hooks.slack.com/services/T0AAA/B0BBB/s3cr3tS1ackT0ken"
+
+
+def test_policy_secrets_never_show_and_changes_from_a_masked_view_keep_them(
+    engine: Engine, models: dict[str, str], app_client: TestClient
+) -> None:
+    headers = {"Authorization": "Bearer hunter2-webhook", "X-Team": "fraud-desk"}
+    create_service(
+        "digits",
+        {
+            "champion": models["canary"],
+            "fallback": {"label": 0},
+            "schedule": PATIENT,
+            "actions": [{"name": "slack", "url": SLACK, "headers": headers}],
+        },
+        created_by="a",
+        reason="t",
+        engine=engine,
+    )
+    annotator, sci = _auth(engine, "ann", "annotator"), _auth(engine, "sci", "scientist")
+    secrets = ("s3cr3tS1ackT0ken", "B0BBB", "hunter2", "fraud-desk")
+    answers = [
+        app_client.get("/v1/services/digits?history=true", headers=annotator),
+        app_client.get("/v1/services", headers=annotator),
+        app_client.post(
+            "/v1/services/digits/promote",
+            json={"model": models["champion"], "reason": "better"},
+            headers=sci,
+        ),
+        app_client.post("/v1/services/digits/rollback", json={"reason": "back"}, headers=sci),
+    ]
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert not [s for s in secrets if s in answer.text], answer.text
+    (shown,) = answers[0].json()["policy"]["actions"]
+    # Only their presence shows.
+    assert shown["url"] == "https://hooks.slack.com/***"
+    assert shown["headers"] == {"Authorization": "***", "X-Team": "***"}
+
+    # A change written from the masked view keeps the stored secrets, never the mask.
+    masked = answers[0].json()["policy"]
+    set_policy("digits", {**masked, "decoy": False}, by="sci", reason="no decoy", engine=engine)
+    (stored,) = current_policy("digits", engine=engine).policy.actions
+    assert stored.url == SLACK and stored.headers == headers
+    with pytest.raises(PolicyError, match=r"header 'X-New' of action 'slack' is masked"):
+        masked["actions"][0]["headers"]["X-New"] = "***"
+        set_policy("digits", masked, by="sci", reason="new header", engine=engine)
+    with pytest.raises(PolicyError, match=r"url of action 'slack' is masked"):
+        create_service("copy", masked, created_by="sci", reason="copy", engine=engine)
+    history = policy_history("digits", engine=engine)
+    assert {(a.url, a.headers["Authorization"]) for r in history for a in r.policy.actions} == {
+        (SLACK, headers["Authorization"])
+    }
+
+
 def test_review_router_cuts_a_long_reason_to_fit_the_note(engine: Engine) -> None:
     create_project("long-review", ["0", "1"], engine=engine)
     base = register(majority_class_from([0, 1, 1]), name="base", engine=engine).ref
@@ -511,7 +575,15 @@ class _Receiver(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture
+def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webhooks may reach the receivers on 127.0.0.1 (set before the app is made)."""
+    monkeypatch.setenv("INLOOP_WEBHOOK_ALLOW", "127.0.0.1")
+    reset_settings()
+
+
 def test_disagreements_go_to_review_and_matches_fire_webhooks(
+    allow_loopback: None,
     engine: Engine,
     models: dict[str, str],
     digits: tuple[np.ndarray, np.ndarray],
@@ -532,7 +604,12 @@ def test_disagreements_go_to_review_and_matches_fire_webhooks(
             "review": {"project": "digits-review", "per_hour_budget": 5},
             "schedule": PATIENT,
             "actions": [
-                {"name": "sevens", "url": url, "when": {"label": 7, "min_probability": 0.8}}
+                {
+                    "name": "sevens",
+                    "url": url,
+                    "when": {"label": 7, "min_probability": 0.8},
+                    "max_per_second": 1000,
+                }
             ],
         },
         created_by="a",
@@ -576,4 +653,5 @@ def test_disagreements_go_to_review_and_matches_fire_webhooks(
         "/v1/services/digits/deliveries", headers=_auth(engine, "s", "scientist")
     )
     assert len(shown.json()) == len(sevens)
+    assert {d["url"] for d in shown.json()} == {url.replace("/hook", "/***")}
     assert y[1400:1460].tolist().count(7) > 0
