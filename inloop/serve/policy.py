@@ -609,9 +609,15 @@ def set_policy(
     *,
     by: str,
     reason: str,
+    if_revision: int | None = None,
     engine: Engine | None = None,
 ) -> PolicyRevision:
-    """Replace the service's policy with ``policy``, as a new revision; returns it."""
+    """Replace the service's policy with ``policy``, as a new revision; returns it.
+
+    With ``if_revision``, only while that is still the current revision (else
+    :class:`PolicyError`): a change built from a policy read earlier cannot undo
+    a promotion made in between.
+    """
     service = _check_name(service)
     checked = as_policy(policy)
     by = _check_text(by, "by", "set_policy")
@@ -620,6 +626,11 @@ def set_policy(
     _check_registered(checked, eng)
     with begin_write(eng) as conn:
         service_id = find_service_id(conn, service, for_update=True)
+        if if_revision is not None and _latest(conn, service_id, service).revision != if_revision:
+            raise PolicyError(
+                f"Service {service!r} is no longer at revision {if_revision}: someone changed "
+                "its policy meanwhile. Nothing was changed; read the policy again and retry."
+            )
         return _append(conn, service_id, service, checked, action="set", by=by, reason=reason)
 
 

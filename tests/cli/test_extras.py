@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-FLOW = '''
+FLOW = """
 from inloop import FlowSpec, step
 
 
@@ -31,7 +31,7 @@ class TinyFlow(FlowSpec):
 
 if __name__ == "__main__":
     TinyFlow()
-'''
+"""
 
 INLOOP = [sys.executable, "-c", "from inloop.cli.main import main; main()"]
 
