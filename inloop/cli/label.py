@@ -1,4 +1,4 @@
-"""The ``inloop label`` commands: create, import, export, status, snapshot and audit.
+"""The ``inloop label`` commands: create, import, export, status, snapshot, audit, reviews.
 
 Registered on the root command as ``inloop label``; user errors print one red
 line and exit with status 1, like every other command::
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 app = typer.Typer(
-    help="Labeling projects: create them, import items, follow progress, snapshot, audit.",
+    help="Labeling projects: create them, import items, follow progress, snapshot, audit, review.",
     no_args_is_help=True,
 )
 
@@ -488,3 +488,14 @@ def audit_command(
             )
         console.print(table)
         console.print(escape(f"{len(entries)} labels queued for review in {name!r}."))
+
+
+def _register() -> None:
+    from inloop.cli.label_review import decide_command, disagreements_command, reviews_command
+
+    app.command("disagreements")(disagreements_command)
+    app.command("reviews")(reviews_command)
+    app.command("decide")(decide_command)
+
+
+_register()
