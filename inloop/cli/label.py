@@ -456,6 +456,36 @@ def snapshot_command(
         )
 
 
+@app.command("snapshots")
+def snapshots_command(
+    name: str = typer.Argument(..., help="The project whose snapshots to list."),
+) -> None:
+    """List the project's snapshots, newest first: the ids flows and registrations refer to."""
+    from inloop.label.snapshots import list_snapshots
+
+    with _cli().user_errors():
+        snapshots = list_snapshots(name)
+    console = _cli()._stdout()
+    if not snapshots:
+        console.print(
+            escape(f"No snapshots of {name!r} yet. Take one: inloop label snapshot {name}")
+        )
+        return
+    table = Table(title=f"Snapshots of {escape(name)}")
+    for column in ("id", "name", "taken", "by", "items", "content hash"):
+        table.add_column(column, justify="right" if column in ("id", "items") else "left")
+    for snap in snapshots:
+        table.add_row(
+            str(snap["snapshot_id"]),
+            escape(snap["name"]),
+            _cli()._format_time(snap["created_at"]),
+            escape(str(snap["created_by"])),
+            str(snap["n_items"]),
+            snap["content_hash"][:12],
+        )
+    console.print(table)
+
+
 # --------------------------------------------------------------------------- audit
 
 
