@@ -455,7 +455,8 @@ def raise_service_not_found(conn: Connection, service: str) -> NoReturn:
     listing = ", ".join(map(repr, names[:20])) if names else "none yet"
     raise ServiceNotFoundError(
         f"No service {service!r}. Services: {listing}. Create one with "
-        "inloop.serve.create_service(name, policy, created_by=..., reason=...)."
+        "inloop.serve.create_service(name, policy, created_by=..., reason=...) or `inloop serve "
+        "create NAME --policy policy.yaml --reason ...`."
     )
 
 

@@ -377,7 +377,8 @@ def _model_row(conn: Connection, name: str) -> Any:
         listing = ", ".join(map(repr, names[:20])) if names else "none yet"
         raise ModelNotFoundError(
             f"No registered model {name!r}. Registered models: {listing}. Register one with "
-            "inloop.serve.register(model, name=...)."
+            "inloop.serve.register(model, name=...) or `inloop serve register PATHSPEC --name "
+            "NAME`."
         )
     return row
 
