@@ -141,5 +141,5 @@ def test_set_needs_a_reason_and_a_scientist(runner: CliRunner, policy_file: Path
     out = runner.invoke(
         app, ["serve", "set", "svc", "--canary", "m@1", "--reason", "x", "--token", token]
     )
-    assert out.exit_code == 1 and "needs the scientist or admin role" in out.output
+    assert out.exit_code == 1 and "user 'rita' has the role 'reviewer'" in out.output
     assert current_policy("svc").revision == 1
