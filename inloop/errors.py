@@ -5,6 +5,7 @@ next thing to try. Catch ``InloopError`` to catch them all::
 
     InloopError
     ├── ConfigError                 a setting or inloop.toml value is invalid
+    │   └── MissingExtraError       a setting needs an optional extra that is not installed
     ├── StoreError                  the metadata database or artifact store failed
     │   ├── ArtifactNotFoundError   no artifact with that key is stored
     │   ├── ArtifactIntegrityError  a blob's bytes do not hash to its key (swapped, corrupt)
@@ -48,6 +49,25 @@ class InloopError(Exception):
 
 class ConfigError(InloopError, ValueError):
     """A setting (``INLOOP_*`` variable or ``inloop.toml`` value) is invalid."""
+
+
+class MissingExtraError(ConfigError, ImportError):
+    """A setting chose a backend whose optional package is not installed.
+
+    The message is one line naming the ``pip install`` to run. It is also an
+    ``ImportError``, so code that tries an import and falls back still works.
+
+    >>> err = MissingExtraError("redis", "INLOOP_STREAM_URL", ImportError("No module named 'x'"))
+    >>> str(err).endswith('Install it with: pip install "inloop[redis]"'), err.extra
+    (True, 'redis')
+    """
+
+    def __init__(self, extra: str, what: str, exc: ImportError) -> None:
+        super().__init__(
+            f"{what} needs the {extra!r} extra, which is not installed ({exc}). "
+            f'Install it with: pip install "inloop[{extra}]"'
+        )
+        self.extra = extra
 
 
 class StoreError(InloopError):

@@ -1,4 +1,4 @@
-"""The ``inloop label`` commands: create, import, export, status, snapshot and audit.
+"""The ``inloop label`` commands: create, import, export, status, snapshot, audit, reviews.
 
 Registered on the root command as ``inloop label``; user errors print one red
 line and exit with status 1, like every other command::
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 app = typer.Typer(
-    help="Labeling projects: create them, import items, follow progress, snapshot, audit.",
+    help="Labeling projects: create them, import items, follow progress, snapshot, audit, review.",
     no_args_is_help=True,
 )
 
@@ -456,6 +456,36 @@ def snapshot_command(
         )
 
 
+@app.command("snapshots")
+def snapshots_command(
+    name: str = typer.Argument(..., help="The project whose snapshots to list."),
+) -> None:
+    """List the project's snapshots, newest first: the ids flows and registrations refer to."""
+    from inloop.label.snapshots import list_snapshots
+
+    with _cli().user_errors():
+        snapshots = list_snapshots(name)
+    console = _cli()._stdout()
+    if not snapshots:
+        console.print(
+            escape(f"No snapshots of {name!r} yet. Take one: inloop label snapshot {name}")
+        )
+        return
+    table = Table(title=f"Snapshots of {escape(name)}")
+    for column in ("id", "name", "taken", "by", "items", "content hash"):
+        table.add_column(column, justify="right" if column in ("id", "items") else "left")
+    for snap in snapshots:
+        table.add_row(
+            str(snap["snapshot_id"]),
+            escape(snap["name"]),
+            _cli()._format_time(snap["created_at"]),
+            escape(str(snap["created_by"])),
+            str(snap["n_items"]),
+            snap["content_hash"][:12],
+        )
+    console.print(table)
+
+
 # --------------------------------------------------------------------------- audit
 
 
@@ -488,3 +518,14 @@ def audit_command(
             )
         console.print(table)
         console.print(escape(f"{len(entries)} labels queued for review in {name!r}."))
+
+
+def _register() -> None:
+    from inloop.cli.label_review import decide_command, disagreements_command, reviews_command
+
+    app.command("disagreements")(disagreements_command)
+    app.command("reviews")(reviews_command)
+    app.command("decide")(decide_command)
+
+
+_register()

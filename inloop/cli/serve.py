@@ -1,7 +1,9 @@
-"""The ``inloop serve`` commands: services, promotion, rollback, replay and stream workers.
+"""The ``inloop serve`` commands: models, services, promotion, rollback, replay, workers.
 
 Registered on the root command as ``inloop serve``::
 
+    inloop serve register DigitsFlow/12/train/3/model --name digits   # serve_models.py
+    inloop serve create digits --policy policy.yaml --reason launch    # serve_policy.py
     inloop serve list
     inloop serve promote digits digits@4 --reason "beats the champion on last week's labels"
     inloop serve rollback digits --reason "p99 latency regressed"
@@ -12,7 +14,6 @@ Registered on the root command as ``inloop serve``::
 from __future__ import annotations
 
 import json
-import os
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -20,12 +21,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from inloop.cli.identity import TOKEN_OPTION, acting_user
+
 if TYPE_CHECKING:
     from inloop.serve.policy import PolicyRevision
-    from inloop.web.auth import User
 
 app = typer.Typer(
-    help="Serving: services, promotion and rollback, replay, stream workers.",
+    help="Serving: models, services, promotion and rollback, replay, stream workers.",
     no_args_is_help=True,
 )
 
@@ -35,49 +37,6 @@ def _cli() -> ModuleType:
     from inloop.cli import main
 
     return main
-
-
-def _who(token: str | None, action: str) -> User:
-    """The user making a policy change: by ``--token``/``INLOOP_TOKEN``, else by login name.
-
-    Promotion and rollback need the scientist or admin role. While the
-    database has no users at all (no ``inloop server`` has started yet), the
-    login name is trusted. The CLI writes to the database itself, so this
-    check keeps honest people from changes their role does not allow; it is
-    not a security boundary (whoever can reach the database can write the
-    policy table). The boundary is the server's API, which takes tokens only.
-    """
-    from inloop.flow.user import get_username
-    from inloop.serve.models import ServeError
-    from inloop.store.db import get_engine
-    from inloop.web.auth import User, authenticate, get_user, has_users
-
-    engine = get_engine()
-    token = token or os.environ.get("INLOOP_TOKEN")
-    if token:
-        user = authenticate(token, engine=engine)
-        if user is None:
-            raise ServeError(
-                "The API token (--token or INLOOP_TOKEN) is not valid: unknown or revoked. "
-                "Ask an admin for a new one."
-            )
-    else:
-        name = get_username()
-        if not has_users(engine=engine):
-            return User(name, "admin")
-        found = get_user(name, engine=engine)
-        if found is None:
-            raise ServeError(
-                f"{action.capitalize()} needs the scientist or admin role, and there is no user "
-                f"named {name!r}. Pass --token (or set INLOOP_TOKEN) with your API token."
-            )
-        user = found
-    if not user.can("scientist"):
-        raise ServeError(
-            f"{action.capitalize()} needs the scientist or admin role; user {user.name!r} has "
-            f"the role {user.role!r}. Ask an admin to change it."
-        )
-    return user
 
 
 def _policy_line(rev: PolicyRevision) -> str:
@@ -112,7 +71,8 @@ def list_cmd() -> None:
     console = _cli()._stdout()
     if not services:
         console.print(
-            "No services yet. Create one with inloop.serve.create_service(name, policy, ...)."
+            "No services yet. Create one with: inloop serve create NAME --policy policy.yaml "
+            "--reason REASON"
         )
         return
     table = Table("service", "revision", "champion", "created", "by")
@@ -157,9 +117,7 @@ def show(
     _cli()._stdout().print(table)
 
 
-_TOKEN = typer.Option(
-    None, "--token", help="Your API token (default: INLOOP_TOKEN; else your login name's user)."
-)
+_TOKEN = TOKEN_OPTION
 
 
 @app.command("promote")
@@ -176,7 +134,7 @@ def promote_cmd(
     from inloop.serve.policy import promote
 
     with _cli().user_errors():
-        user = _who(token, "promotion")
+        user = acting_user(token, "promotion")
         rev = promote(service, model, by=user.name, reason=reason, keep_old_champion=not drop_old)
     _print_revision(rev, "promoted, now")
 
@@ -194,15 +152,22 @@ def rollback_cmd(
     from inloop.serve.policy import rollback
 
     with _cli().user_errors():
-        user = _who(token, "rollback")
+        user = acting_user(token, "rollback")
         rev = rollback(service, by=user.name, reason=reason, to_revision=to)
     _print_revision(rev, f"rolled back to revision {rev.restored_revision}, now")
 
 
 def _register() -> None:
+    from inloop.cli.serve_models import models_cmd, register_cmd, versions_cmd
+    from inloop.cli.serve_policy import create_cmd, set_cmd
     from inloop.cli.serve_replay import evaluate_cmd, replay
     from inloop.cli.serve_worker import worker
 
+    app.command("register")(register_cmd)
+    app.command("models")(models_cmd)
+    app.command("versions")(versions_cmd)
+    app.command("create")(create_cmd)
+    app.command("set")(set_cmd)
     app.command("replay")(replay)
     app.command("evaluate")(evaluate_cmd)
     app.command("worker")(worker)

@@ -30,6 +30,16 @@ def create_app_without_learners() -> FastAPI:
     return create_app(learners=False)
 
 
+def _check_backends() -> None:
+    """Import the configured backends now: a missing extra is one line, before any worker."""
+    from inloop.settings import get_settings
+    from inloop.store.artifacts import open_artifact_store
+
+    open_artifact_store().check_backend()
+    if get_settings().stream_url:
+        import inloop.serve.streams  # noqa: F401
+
+
 def server(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
@@ -52,6 +62,7 @@ def server(
 
     with user_errors():
         engine = get_engine()  # migrates the schema once, before any worker starts
+        _check_backends()
         token = ensure_admin(engine=engine)
     dispose_engines()  # workers open their own connections
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

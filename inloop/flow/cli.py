@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from inloop.errors import FlowDefinitionError, InloopError
 from inloop.flow.graph import build_graph, check_graph, format_graph
@@ -85,7 +86,8 @@ def _parameter_option(attr: str, param: Parameter) -> click.Option:
 
 
 def _fail(exc: InloopError) -> None:
-    _err.print(f"[red]{exc}[/red]", highlight=False)
+    # Escaped: messages hold brackets (pip install "inloop[dask]"); soft_wrap: one line per line.
+    _err.print(f"[red]{escape(str(exc))}[/red]", highlight=False, soft_wrap=True)
     raise SystemExit(1)
 
 

@@ -157,6 +157,7 @@ class Runtime:
             )
         self.run_store = run_store or RunStore()
         self.artifacts = artifact_store or open_artifact_store()
+        self.artifacts.check_backend()  # a missing s3fs fails here, not in every task
         self.console = options.console or Console(stderr=False)
         self.max_workers = options.max_workers or self.settings.max_workers or os.cpu_count() or 1
         self.max_num_splits = options.max_num_splits or self.settings.max_num_splits

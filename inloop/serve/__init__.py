@@ -6,7 +6,7 @@ schedule, review, actions), answer requests through a :class:`Rendezvous`
 (every live model scores every request; the archive keeps them all), attach
 true labels later (:func:`add_feedback`), compare a candidate on archived
 traffic (:func:`replay`, :func:`evaluate`), and change the champion with
-:func:`promote` and :func:`rollback`.
+:func:`promote` and :func:`rollback`, or any field with :func:`update_policy`.
 
 >>> from inloop.serve import MajorityClass, as_model
 >>> as_model(MajorityClass(["cat", "dog"], [1, 2])).predict([[0.0], [1.0]]).tolist()
@@ -59,6 +59,7 @@ from inloop.serve.policy import (
     rollback,
     set_policy,
 )
+from inloop.serve.policy_edits import read_policy, update_policy
 from inloop.serve.registry import (
     ModelVersion,
     RegisteredModel,
@@ -128,9 +129,11 @@ __all__ = [
     "model_kind",
     "policy_history",
     "promote",
+    "read_policy",
     "register",
     "replay",
     "rollback",
     "routed_items",
     "set_policy",
+    "update_policy",
 ]

@@ -494,7 +494,8 @@ def raise_service_not_found(conn: Connection, service: str) -> NoReturn:
     listing = ", ".join(map(repr, names[:20])) if names else "none yet"
     raise ServiceNotFoundError(
         f"No service {service!r}. Services: {listing}. Create one with "
-        "inloop.serve.create_service(name, policy, created_by=..., reason=...)."
+        "inloop.serve.create_service(name, policy, created_by=..., reason=...) or `inloop serve "
+        "create NAME --policy policy.yaml --reason ...`."
     )
 
 
@@ -650,9 +651,15 @@ def set_policy(
     *,
     by: str,
     reason: str,
+    if_revision: int | None = None,
     engine: Engine | None = None,
 ) -> PolicyRevision:
-    """Replace the service's policy with ``policy``, as a new revision; returns it."""
+    """Replace the service's policy with ``policy``, as a new revision; returns it.
+
+    With ``if_revision``, only while that is still the current revision (else
+    :class:`PolicyError`): a change built from a policy read earlier cannot undo
+    a promotion made in between.
+    """
     service = _check_name(service)
     checked = as_policy(policy)
     by = _check_text(by, "by", "set_policy")
@@ -662,8 +669,14 @@ def set_policy(
     _check_registered(checked, eng)
     with begin_write(eng) as conn:
         service_id = find_service_id(conn, service, for_update=True)
+        latest = _latest(conn, service_id, service)
+        if if_revision is not None and latest.revision != if_revision:
+            raise PolicyError(
+                f"Service {service!r} is no longer at revision {if_revision}: someone changed "
+                "its policy meanwhile. Nothing was changed; read the policy again and retry."
+            )
         # A policy edited from a masked view keeps the secrets it did not change.
-        checked = _keep_secrets(checked, _latest(conn, service_id, service).policy)
+        checked = _keep_secrets(checked, latest.policy)
         return _append(conn, service_id, service, checked, action="set", by=by, reason=reason)
 
 

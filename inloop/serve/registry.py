@@ -274,7 +274,9 @@ def register(
     pathspec ``"Flow/run/step/task/artifact"`` of such an artifact. From an
     artifact the run, the task and the run's snapshot are recorded; ``snapshot``
     (an id or a Snapshot) overrides the latter. ``kind`` forces
-    ``'sklearn'``, ``'callable'`` or ``'heuristic'``.
+    ``'sklearn'``, ``'callable'`` or ``'heuristic'``. ``registered_by`` is who
+    registers it: pass the inloop user's name (``inloop serve register`` passes
+    the user of its token); the default is ``INLOOP_USER``, else the login name.
 
     >>> from inloop.store import get_engine, open_artifact_store
     >>> engine, store = get_engine("sqlite://"), open_artifact_store("memory://register-doc")
@@ -376,7 +378,8 @@ def _model_row(conn: Connection, name: str) -> Any:
         listing = ", ".join(map(repr, names[:20])) if names else "none yet"
         raise ModelNotFoundError(
             f"No registered model {name!r}. Registered models: {listing}. Register one with "
-            "inloop.serve.register(model, name=...)."
+            "inloop.serve.register(model, name=...) or `inloop serve register PATHSPEC --name "
+            "NAME`."
         )
     return row
 

@@ -33,7 +33,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from redis.connection import parse_url
+from inloop.errors import MissingExtraError
+
+try:
+    from redis.connection import parse_url
+except ImportError as exc:  # an ImportError too, with the pip install to run
+    raise MissingExtraError(
+        "redis", "Serving over Redis Streams (INLOOP_STREAM_URL)", exc
+    ) from None
 
 from inloop.serve.models import ServeError
 

@@ -38,7 +38,15 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-import redis
+
+from inloop.errors import MissingExtraError
+
+try:
+    import redis
+except ImportError as exc:  # an ImportError too, with the pip install to run
+    raise MissingExtraError(
+        "redis", "Serving over Redis Streams (INLOOP_STREAM_URL)", exc
+    ) from None
 
 try:
     import orjson

@@ -52,7 +52,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import redis
+from inloop.errors import MissingExtraError
+
+try:
+    import redis
+except ImportError as exc:  # an ImportError too, with the pip install to run
+    raise MissingExtraError(
+        "redis", "Serving over Redis Streams (INLOOP_STREAM_URL)", exc
+    ) from None
 
 from inloop.serve.models import LoadedModel, ServeError
 from inloop.serve.policy import Policy, current_policy

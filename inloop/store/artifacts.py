@@ -23,7 +23,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from inloop.errors import ArtifactIntegrityError, ArtifactNotFoundError, ConfigError, StoreError
+from inloop.errors import (
+    ArtifactIntegrityError,
+    ArtifactNotFoundError,
+    ConfigError,
+    MissingExtraError,
+    StoreError,
+)
 from inloop.store import serialize
 
 __all__ = ["ArtifactStore", "StoredArtifact", "open_artifact_store"]
@@ -119,12 +125,26 @@ class ArtifactStore:
             try:
                 self._fs = fsspec.filesystem(self._protocol, **self.storage_options)
             except ImportError as exc:
+                if self._protocol in ("s3", "s3a"):
+                    raise MissingExtraError("s3", f"The artifact store {self.url}", exc) from None
                 raise ConfigError(
                     f"The artifact store {self.url} needs the {self._protocol!r} file system, "
-                    f"whose package is not installed ({exc}). Install it, e.g. "
-                    "`pip install 'inloop[s3]'` for s3://."
-                ) from exc
+                    f"whose package is not installed ({exc}). Install the package fsspec names; "
+                    'inloop\'s own extras cover s3:// (pip install "inloop[s3]").'
+                ) from None
         return self._fs
+
+    def check_backend(self) -> None:
+        """Import a remote store's file system now: a missing package fails here, in one line.
+
+        A process that hands work to others (a flow's runtime, the server) calls
+        it first, so that a missing extra is not found inside a task. A folder or
+        in-memory store has nothing to check.
+
+        >>> open_artifact_store("memory://check-doc").check_backend()
+        """
+        if self._protocol != "file":
+            self._fs_remote  # noqa: B018 - opened for its import errors
 
     def _path(self, key: str) -> str:
         _check_key(key, self.url)

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, event, pool
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from inloop.errors import ConfigError, SchemaError, StoreError
+from inloop.errors import ConfigError, MissingExtraError, SchemaError, StoreError
 from inloop.settings import get_settings
 
 __all__ = [
@@ -190,7 +190,10 @@ def _create_engine(raw: str) -> Engine:
             Path(url.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
     try:
         engine = create_engine(url, **kwargs)
-    except (NoSuchModuleError, ImportError) as exc:
+    except ImportError as exc:  # psycopg (or its libpq binding) is missing
+        shown = url.render_as_string(hide_password=True)
+        raise MissingExtraError("postgres", f"The metadata database {shown!r}", exc) from None
+    except NoSuchModuleError as exc:
         raise ConfigError(
             f"No driver for the metadata database URL "
             f"{url.render_as_string(hide_password=True)!r} ({exc}). For PostgreSQL install "

@@ -159,6 +159,18 @@ def test_import_npy_with_label_column_and_snapshot(runner: CliRunner, tmp_path: 
     assert "already exists" in out
 
 
+def test_snapshots_lists_ids_newest_first(runner: CliRunner) -> None:
+    run(runner, "create", "pets", "--classes", "cat,dog")
+    assert "No snapshots of 'pets' yet" in run(runner, "snapshots", "pets")
+    run(runner, "snapshot", "pets", "--name", "pets-v1")
+    run(runner, "snapshot", "pets", "--name", "pets-v2")
+    out = run(runner, "snapshots", "pets")
+    v1, v2 = (load_snapshot(n) for n in ("pets-v1", "pets-v2"))
+    assert out.index("pets-v2") < out.index("pets-v1")
+    assert f" {v1.snapshot_id} " in out and v2.content_hash[:12] in out
+    assert "No labeling project 'cats'" in run(runner, "snapshots", "cats", code=1)
+
+
 def test_bad_import_input(runner: CliRunner, tmp_path: Path, db_url: str) -> None:
     run(runner, "create", "alpha", "--classes", "a,b")
     run(runner, "create", "beta", "--classes", "a,b")

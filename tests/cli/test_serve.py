@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -61,6 +65,7 @@ def test_promotion_needs_a_scientist_once_there_are_users(
     create_user("admin", "admin")
     out = runner.invoke(app, ["serve", "promote", "svc", service[1], "--reason", "x"])
     assert out.exit_code == 1 and "no user named 'ana'" in out.output
+    assert "`inloop users create ana --role scientist`" in out.output
     annotator = create_user("ana", "annotator")
     out = runner.invoke(app, ["serve", "promote", "svc", service[1], "--reason", "x"])
     assert out.exit_code == 1 and "has the role 'annotator'" in out.output
@@ -114,3 +119,25 @@ def test_show_masks_webhook_secrets(runner: CliRunner, service: list[str]) -> No
     assert action["url"] == "https://hooks.example.com/***" and action["headers"] == {
         "X-Key": "***"
     }
+
+
+INLOOP = [sys.executable, "-c", "from inloop.cli.main import main; main()"]
+
+
+def test_an_os_login_without_an_inloop_user_is_told_how_to_get_one(service: list[str]) -> None:
+    create_user("admin", "admin")
+    env = {k: v for k, v in os.environ.items() if k not in ("INLOOP_USER", "USERNAME")}
+    done = subprocess.run(
+        [*INLOOP, "serve", "promote", "svc", service[1], "--reason", "better"],
+        env={**env, "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    login = getpass.getuser()
+    assert done.returncode == 1, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()  # one red line, not folded at 80 columns
+    assert f"there is no user named {login!r} (your login name" in line
+    assert f"`inloop users create {login} --role scientist`" in line
+    assert "--token (or set INLOOP_TOKEN)" in line
+    assert current_policy("svc").revision == 1

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from inloop.errors import ConfigError, ResourceUnavailableError
+from inloop.errors import ConfigError, MissingExtraError, ResourceUnavailableError
 from inloop.flow.executors.base import Completion, Executor
 from inloop.flow.task import execute_task
 
@@ -95,10 +95,9 @@ class DaskExecutor(Executor):
     def __init__(self, address: str | None, max_workers: int) -> None:
         try:
             import distributed  # noqa: F401
-        except ImportError:
-            raise ConfigError(
-                "The dask executor needs dask[distributed]: pip install 'inloop[dask]'."
-            ) from None
+        except ImportError as exc:
+            where = address or "a local cluster"
+            raise MissingExtraError("dask", f"The dask executor ({where})", exc) from None
         self.address = address
         self.max_workers = max(1, int(max_workers))
         self._client: Any = None
