@@ -63,6 +63,20 @@ class Settings(BaseSettings):
     stream_url: str | None = Field(
         default=None, description="Redis URL for rendezvous streams at scale."
     )
+    trusted_proxies: str | None = Field(
+        default=None,
+        description="Addresses of the TLS proxies in front of `inloop server` (comma-separated "
+        "IPs or networks, or `*`) whose X-Forwarded-Proto and X-Forwarded-For are believed; "
+        "unset: those headers are ignored.",
+    )
+    signin_limit: str = Field(
+        default="10/minute",
+        description="Failed sign-ins allowed per client address, e.g. `10/minute`, `50/hour`.",
+    )
+    signin_limit_all: str = Field(
+        default="100/minute",
+        description="Failed sign-ins allowed from all addresses together.",
+    )
     require_services: bool = Field(
         default=False, description="Tests fail instead of skipping when a service is missing."
     )
@@ -75,6 +89,22 @@ class Settings(BaseSettings):
         raise ValueError(
             f"INLOOP_EXECUTOR must be one of {', '.join(_EXECUTOR_SCHEMES)}. Got {value!r}."
         )
+
+    @field_validator("signin_limit", "signin_limit_all")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from limits import parse  # imported only when the setting is given
+
+        try:
+            ok = parse(value).amount >= 1
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"a sign-in limit is a count per period, such as '10/minute', '100/hour' or "
+                f"'5 per 10 seconds'. Got {value!r:.200}"
+            )
+        return value
 
     @classmethod
     def settings_customise_sources(

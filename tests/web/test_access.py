@@ -42,7 +42,9 @@ def _closed(client: TestClient, ana: dict[str, str], project: str, item_id: int)
 
 def _page(client: TestClient, token: str, path: str) -> tuple[int, str]:
     client.cookies.clear()
-    client.post("/login", data={"token": token}, follow_redirects=False)
+    client.get("/login")
+    csrf = client.cookies["inloop_login_csrf"]
+    client.post("/login", data={"token": token, "csrf_token": csrf}, follow_redirects=False)
     response = client.get(path, follow_redirects=False)
     client.cookies.clear()
     return response.status_code, response.text
