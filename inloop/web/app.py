@@ -86,6 +86,9 @@ def create_app(
         pages = importlib.import_module(_PAGES_MODULE)
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
+    from inloop.web.headers import SecurityHeaders
+
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, errors too
     return app
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "NoSuchTokenError",
     "NoSuchUserError",
     "Principal",
+    "TokenExistsError",
     "TokenInfo",
     "User",
     "UserEvent",
@@ -97,6 +98,10 @@ class UserExistsError(InloopError):
 
 class NoSuchUserError(AuthError, LookupError):
     """No user has the name given (answered as 404)."""
+
+
+class TokenExistsError(InloopError):
+    """The user already has a live token of that name (answered as 409)."""
 
 
 class NoSuchTokenError(AuthError, LookupError):
@@ -339,8 +344,8 @@ def issue_token(
     return info, token
 
 
-def _token_exists(user: str, name: str) -> AuthError:
-    return AuthError(
+def _token_exists(user: str, name: str) -> TokenExistsError:
+    return TokenExistsError(
         f"User {user!r} already has a live token named {name!r}. Choose another name, or "
         f"revoke it first (`inloop users token-revoke {user} {name}`)."
     )

@@ -370,3 +370,12 @@ def test_default_store_comes_from_settings(tmp_path: Path, monkeypatch: pytest.M
         assert store.storage_options == {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
     finally:
         reset_settings()
+
+
+def test_a_local_store_is_the_owners_only(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "home" / "artifacts"))
+    stored = store.put({"secret": "labels"})
+    root = tmp_path / "home" / "artifacts"
+    blob = root / stored.key[:2] / stored.key[2:]
+    modes = [oct(p.stat().st_mode & 0o777) for p in (tmp_path / "home", root, blob.parent, blob)]
+    assert modes == ["0o700", "0o700", "0o700", "0o600"]
