@@ -1,13 +1,22 @@
 """Who is calling: users, roles, API tokens, browser sessions and CSRF.
 
 API clients send ``Authorization: Bearer <token>``; pages sign in once with a
-token (``POST /login``) and then carry the ``inloop_session`` cookie, plus the
-CSRF token (cookie ``inloop_csrf``, echoed in the ``X-CSRF-Token`` header or
-the ``csrf_token`` form field) on every request that changes something.
-Tokens and session ids are stored as SHA-256 digests, never in clear.
+token (``POST /login``, :mod:`inloop.web.signin`) and then carry the
+``inloop_session`` cookie, plus the CSRF token (cookie ``inloop_csrf``, echoed
+in the ``X-CSRF-Token`` header or the ``csrf_token`` form field) on every
+request that changes something. Tokens and session ids are stored as SHA-256
+digests, never in clear.
 
 Roles rise in trust: annotator < reviewer < scientist < admin; each may do
 what the ones before it may.
+
+Users and tokens have a life cycle: a user holds several named tokens
+(:func:`create_token`, :func:`list_tokens`), each revocable
+(:func:`revoke_token`) or replaced under its name (:func:`rotate_token`); a
+user can be disabled and enabled again (:func:`disable_user`). Revoking a
+token ends the sessions opened with it, disabling a user ends all of theirs,
+at once. Every such change is recorded with who and when
+(:func:`user_events`). ``inloop users`` and ``/api/users`` call these.
 
 >>> from inloop.store import get_engine
 >>> engine = get_engine("sqlite://")
@@ -28,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import Connection, Engine, Row, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from inloop.errors import InloopError
@@ -227,7 +236,7 @@ def _no_user(name: str) -> NoSuchUserError:
     )
 
 
-def _user_row(conn: Connection, name: str) -> Row[Any]:
+def _user_row(conn: Connection, name: str) -> Any:
     row = conn.execute(
         select(web_users.c.name, web_users.c.role, web_users.c.disabled_at).where(
             web_users.c.name == name
