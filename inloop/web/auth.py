@@ -521,11 +521,14 @@ def user_events(
 def access_version(*, engine: Engine | None = None) -> int:
     """A number that rises with every change to users and tokens (0 before any).
 
-    Caches of tokens compare it to drop what they hold when anything changed:
-    one indexed read, cheap enough to do every second.
+    Caches of tokens compare it to drop what they hold when anything changed.
+    It counts the events rather than taking the newest id: on PostgreSQL ids
+    are handed out before commit, so a change can commit after one with a
+    higher id and leave the newest id unchanged. The table holds one row per
+    admin action, so counting stays cheap enough to do every second.
     """
     with _engine(engine).connect() as conn:
-        found = conn.execute(select(func.max(web_user_events.c.event_id))).scalar()
+        found = conn.execute(select(func.count()).select_from(web_user_events)).scalar()
     return int(found or 0)
 
 
@@ -760,7 +763,8 @@ async def optional_user(request: Request) -> Principal | None:
         user = await run_in_threadpool(authenticate, token.strip(), engine=engine)
         if user is None:
             raise _unauthorized(
-                "The API token is not valid (unknown or revoked). Ask an admin for a new one."
+                "The API token is not valid (unknown or revoked, or its user is disabled). Ask "
+                "an admin for a new one."
             )
         return Principal(user, "token")
     session = request.cookies.get(SESSION_COOKIE)
@@ -770,7 +774,8 @@ async def optional_user(request: Request) -> Principal | None:
         found = await run_in_threadpool(session_user, session, engine=engine)
         if found is None:
             raise _unauthorized(
-                "The session has ended (expired or signed out). Sign in again at /login."
+                "The session has ended (expired, signed out, its token revoked or its user "
+                "disabled). Sign in again at /login."
             )
         user, csrf = found
         await _check_csrf(request, csrf)
