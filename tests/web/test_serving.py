@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -335,11 +337,25 @@ def _revoke(engine: Engine) -> None:
     revoke_token("app", "default", by="root", engine=engine)
 
 
+def _revoke_by_cli(engine: Engine) -> None:
+    create_user("root", "admin", engine=engine)
+    url = engine.url.render_as_string(hide_password=False)
+    command = ["users", "token-revoke", "app", "default"]
+    done = subprocess.run(
+        [sys.executable, "-c", "from inloop.cli.main import main; main()", *command],
+        env={**os.environ, "INLOOP_DB_URL": url, "INLOOP_USER": "root"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def _disable(engine: Engine) -> None:
     disable_user("app", by="root", engine=engine)
 
 
-@pytest.mark.parametrize("change", [_revoke, _disable], ids=["revoke", "disable"])
+@pytest.mark.parametrize("change", [_revoke_by_cli, _disable], ids=["cli-revoke", "disable"])
 def test_a_change_made_by_another_process_stops_predicting_within_the_check_time(
     engine: Engine,
     models: dict[str, str],
@@ -347,8 +363,8 @@ def test_a_change_made_by_another_process_stops_predicting_within_the_check_time
     app_client: TestClient,
     change: Any,
 ) -> None:
-    # Made from this test's process, the way `inloop users` does from its own: the server
-    # is not told, and must notice in the database.
+    # Made by `inloop users` in its own process, or by a function call that does not tell
+    # the app: the server must notice in the database.
     X, _ = digits
     _champion_only(engine, models["champion"])
     headers = _auth(engine, "app", "annotator")
