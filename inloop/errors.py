@@ -35,8 +35,9 @@ next thing to try. Catch ``InloopError`` to catch them all::
     │   ├── rendezvous.NoAnswerError  no model answered and the fallback failed (HTTP 503)
     │   ├── destinations.DestinationRefusedError  a webhook URL leads to a private address
     │   └── archive.RequestNotFoundError  no archived request with that id
-    ├── web.auth.AuthError, web.auth.UserExistsError, web.access.AccessError,
-    │   web.access.LastAdminError   users, tokens and project access
+    ├── web.auth.AuthError (NoSuchUserError, NoSuchTokenError),
+    │   web.auth.UserExistsError, web.auth.TokenExistsError, web.auth.LastAdminError,
+    │   web.access.AccessError      users, tokens and project access
     └── testing.ContractError       a pluggable piece breaks its contract
 """
 

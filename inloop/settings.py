@@ -69,6 +69,20 @@ class Settings(BaseSettings):
         description="Loopback, link-local or private addresses, networks or host names "
         "webhooks may reach (comma-separated, e.g. `127.0.0.1,10.0.0.0/8`); others are refused.",
     )
+    trusted_proxies: str | None = Field(
+        default=None,
+        description="Addresses of the TLS proxies in front of `inloop server` (comma-separated "
+        "IPs or networks, or `*`) whose X-Forwarded-Proto and X-Forwarded-For are believed; "
+        "unset: those headers are ignored.",
+    )
+    signin_limit: str = Field(
+        default="10/minute",
+        description="Failed sign-ins allowed per client address, e.g. `10/minute`, `50/hour`.",
+    )
+    signin_limit_all: str = Field(
+        default="100/minute",
+        description="Failed sign-ins allowed from all addresses together.",
+    )
     require_services: bool = Field(
         default=False, description="Tests fail instead of skipping when a service is missing."
     )
@@ -87,6 +101,22 @@ class Settings(BaseSettings):
     def _split_allow(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("signin_limit", "signin_limit_all")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from limits import parse  # imported only when the setting is given
+
+        try:
+            ok = parse(value).amount >= 1
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"a sign-in limit is a count per period, such as '10/minute', '100/hour' or "
+                f"'5 per 10 seconds'. Got {value!r:.200}"
+            )
         return value
 
     @classmethod

@@ -189,11 +189,12 @@ def _write_log(text: str, pathspec: str, stream: str) -> None:
 
 def _register_groups() -> None:
     # Imported here: each group imports main's helpers when its commands run.
-    from inloop.cli import label, serve
+    from inloop.cli import label, serve, users
     from inloop.cli.server import server
 
     app.add_typer(label.app, name="label")
     app.add_typer(serve.app, name="serve")
+    app.add_typer(users.app, name="users")
     app.command("server")(server)
 
 

@@ -5,6 +5,11 @@ On the first start against a database without users it creates the user
 keeps the models of the projects with feature items in the loop (see
 :mod:`inloop.web.learning`); ``--no-learn`` serves without them.
 
+``X-Forwarded-Proto`` and ``X-Forwarded-For`` are believed only from the
+addresses ``INLOOP_TRUSTED_PROXIES`` names (a TLS proxy in front): then
+cookies are ``Secure`` and sign-in limits count the real client. SIGTERM
+stops the server gracefully with exit status 0.
+
 Example::
 
     inloop server --host 127.0.0.1 --port 8000
@@ -54,13 +59,17 @@ def server(
     ),
 ) -> None:
     """Run the web app: REST API under /api, pages at /, OpenAPI at /openapi.json."""
+    import signal
+
     import uvicorn
 
     from inloop.cli.main import user_errors
+    from inloop.settings import get_settings
     from inloop.store.db import dispose_engines, get_engine
     from inloop.web.auth import ensure_admin
 
     with user_errors():
+        proxies = get_settings().trusted_proxies
         engine = get_engine()  # migrates the schema once, before any worker starts
         _check_backends()
         token = ensure_admin(engine=engine)
@@ -75,11 +84,21 @@ def server(
         )
     typer.echo(f"inloop server on {url} (API docs at {url}docs)")
     factory = "inloop.web.app:create_app" if learn else f"{__name__}:create_app_without_learners"
-    uvicorn.run(
-        factory,
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-    )
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the
+    # handler it found: with Python's default that kills the process (status -15).
+    # A handler that does nothing lets it return, and the command exit with 0.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        uvicorn.run(
+            factory,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            # Off unless configured: uvicorn would otherwise believe any local process.
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies or None,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)

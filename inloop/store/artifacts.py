@@ -5,7 +5,8 @@ fsspec's in-memory file system (tests). Each blob lives at
 ``<root>/<key[:2]>/<key[2:]>`` and is written once: storing an equal value again
 finds the blob already there. Writes are atomic, so a reader never sees half a
 blob: a folder gets a temporary name renamed into place, S3 publishes an object
-only when its upload completes.
+only when its upload completes. A folder store's folders and files are the
+owner's only (modes 0700 and 0600).
 
 >>> store = open_artifact_store("memory://inloop-doctest")
 >>> stored = store.put({"alpha": 0.5})
@@ -31,6 +32,7 @@ from inloop.errors import (
     StoreError,
 )
 from inloop.store import serialize
+from inloop.store.private import PRIVATE_FILE_MODE, make_private_dir
 
 __all__ = ["ArtifactStore", "StoredArtifact", "open_artifact_store"]
 
@@ -206,14 +208,14 @@ class ArtifactStore:
         tmp = f"{folder}/.tmp-{os.getpid()}-{os.urandom(6).hex()}"
         try:
             if folder not in self._made_dirs:
-                os.makedirs(folder, exist_ok=True)
+                make_private_dir(folder)
                 self._made_dirs.add(folder)
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
             except FileNotFoundError:
                 # The folder was removed behind our back (a clean-up): make it again.
-                os.makedirs(folder, exist_ok=True)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                make_private_dir(folder)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         except OSError as exc:
             raise self._write_error(path, exc) from exc
         try:

@@ -3,7 +3,8 @@
 SQLite (a file in ``INLOOP_HOME``) is the embedded default; PostgreSQL is the
 scaled one. :func:`get_engine` is the only way in: it checks the URL, sets
 SQLite up for several processes at once (WAL, a 30 s busy timeout, foreign
-keys) and upgrades the schema the first time a process uses a database.
+keys) and upgrades the schema the first time a process uses a database. A
+SQLite file it creates, and its folder, are readable by the owner only.
 
 That check costs one ``SELECT`` of Alembic's version table; Alembic itself is
 imported only when the database is behind. Adding a migration means adding a
@@ -31,6 +32,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from inloop.errors import ConfigError, MissingExtraError, SchemaError, StoreError
 from inloop.settings import get_settings
+from inloop.store.private import create_private_file, make_private_dir
 
 __all__ = [
     "HEAD_REVISION",
@@ -55,6 +57,7 @@ REVISIONS: tuple[str, ...] = (
     "0008",
     "0009",
     "0010",
+    "0011",
 )
 #: The revision this inloop's tables describe.
 HEAD_REVISION = REVISIONS[-1]
@@ -187,7 +190,11 @@ def _create_engine(raw: str) -> Engine:
             # One shared connection, or every pooled connection gets its own empty database.
             kwargs.update(poolclass=pool.StaticPool, connect_args={"check_same_thread": False})
         else:
-            Path(url.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # Made here, not by SQLite, so that it is the owner's only; SQLite gives its
+            # -wal and -shm files the database file's mode.
+            path = Path(url.database or "").expanduser()
+            make_private_dir(path.parent)
+            create_private_file(path)
     try:
         engine = create_engine(url, **kwargs)
     except ImportError as exc:  # psycopg (or its libpq binding) is missing

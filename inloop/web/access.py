@@ -5,10 +5,19 @@ scientists and admins see every project. A project a caller may not see is
 answered exactly like a project that does not exist (404, same message), so
 project names do not leak to people outside them.
 
-Routes (included under ``/api`` by :mod:`inloop.web.api`):
+Routes (included under ``/api`` by :mod:`inloop.web.api`; the user and token
+functions they call are in :mod:`inloop.web.auth`):
 
-- ``GET /api/users`` (admin): every user with their role and projects
+- ``GET /api/users`` (admin): every user with their role, projects and whether disabled
 - ``PATCH /api/users/{name}`` (admin) ``{"role"}``: the last admin cannot be demoted (409)
+- ``POST /api/users/{name}/disable`` and ``/enable`` (admin): a disabled user's
+  tokens stop working and their sessions end at once
+- ``GET /api/users/{name}/tokens`` (admin): names and dates, never the secrets
+- ``POST /api/users/{name}/tokens`` (admin) ``{"name"}``: a new token, shown once
+- ``DELETE /api/users/{name}/tokens/{token}`` (admin): revoke it; its sessions end
+- ``POST /api/users/{name}/tokens/{token}/rotate`` (admin): revoke it and issue a new
+  one of the same name
+- ``GET /api/user-events?user=`` (admin): who changed which user or token, when
 - ``POST /api/projects/{name}/members`` (scientist+) ``{"user"}``
 - ``DELETE /api/projects/{name}/members/{user}`` (scientist+)
 
@@ -32,16 +41,34 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, delete, select, update
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from inloop.errors import InloopError
 from inloop.label.projects import Project, get_project, list_projects
 from inloop.label.tables import label_projects
 from inloop.store.db import begin_write
-from inloop.web.auth import Principal, User, get_user, request_engine, require
+from inloop.web.auth import (
+    LastAdminError,
+    NoSuchUserError,
+    Principal,
+    TokenInfo,
+    User,
+    UserEvent,
+    change_role,
+    disable_user,
+    enable_user,
+    get_user,
+    issue_token,
+    list_tokens,
+    request_engine,
+    require,
+    revoke_token,
+    rotate_token,
+    user_events,
+)
 from inloop.web.tables import ROLES, web_project_members, web_users
 
 __all__ = [
@@ -51,6 +78,7 @@ __all__ = [
     "Membership",
     "NoSuchUserError",
     "RoleRequest",
+    "TokenRequest",
     "UserInfo",
     "add_member",
     "can_see_all",
@@ -62,6 +90,7 @@ __all__ = [
     "require_project_access",
     "router",
     "set_role",
+    "user_info",
     "visible_projects",
 ]
 
@@ -73,12 +102,8 @@ class AccessError(InloopError, ValueError):
     """A membership or role change got a value it cannot accept (answered as 400)."""
 
 
-class NoSuchUserError(AccessError, LookupError):
-    """No user, or no membership, matches the name given (answered as 404)."""
-
-
-class LastAdminError(InloopError):
-    """The change would leave no admin (answered as 409)."""
+# NoSuchUserError (no user or no membership: 404) and LastAdminError (409) come from
+# inloop.web.auth, which owns users, and are exported here too.
 
 
 @dataclass(frozen=True)
@@ -93,12 +118,13 @@ class Membership:
 
 @dataclass(frozen=True)
 class UserInfo:
-    """A user as admins see them: role, since when, and the projects they are members of."""
+    """A user as admins see them: role, since when, their projects, and since when disabled."""
 
     name: str
     role: str
     created_at: datetime
     projects: tuple[str, ...]
+    disabled_at: datetime | None = None
 
 
 def can_see_all(user: User) -> bool:
@@ -257,9 +283,12 @@ def list_users(*, engine: Engine) -> list[UserInfo]:
     """Every user by name, with their role and the projects they are members of."""
     with engine.connect() as conn:
         users = conn.execute(
-            select(web_users.c.name, web_users.c.role, web_users.c.created_at).order_by(
-                web_users.c.name
-            )
+            select(
+                web_users.c.name,
+                web_users.c.role,
+                web_users.c.created_at,
+                web_users.c.disabled_at,
+            ).order_by(web_users.c.name)
         ).all()
         rows = conn.execute(
             select(web_project_members.c.user, label_projects.c.name)
@@ -269,37 +298,29 @@ def list_users(*, engine: Engine) -> list[UserInfo]:
     projects: dict[str, list[str]] = {}
     for user, project in rows:
         projects.setdefault(user, []).append(project)
-    return [UserInfo(u.name, u.role, u.created_at, tuple(projects.get(u.name, ()))) for u in users]
+    return [
+        UserInfo(u.name, u.role, u.created_at, tuple(projects.get(u.name, ())), u.disabled_at)
+        for u in users
+    ]
 
 
-def set_role(name: str, role: str, *, engine: Engine) -> UserInfo:
-    """Give user ``name`` the role ``role``; refuses to demote the last admin.
+def user_info(name: str, *, engine: Engine) -> UserInfo:
+    """One user as :func:`list_users` shows them; :class:`NoSuchUserError` if missing."""
+    for info in list_users(engine=engine):
+        if info.name == name:
+            return info
+    raise _no_user(name)
 
-    On PostgreSQL the admin rows are locked while counting, so two admins
-    demoting each other at once cannot leave none (SQLite's write lock does the
-    same there).
+
+def set_role(name: str, role: str, *, by: str = "inloop", engine: Engine) -> UserInfo:
+    """Give user ``name`` the role ``role`` (recorded as done ``by``); the last admin stays one.
+
+    See :func:`inloop.web.auth.change_role`.
     """
     if role not in ROLES:
         raise AccessError(f"Invalid role {role!r}: expected one of {list(ROLES)}.")
-    with begin_write(engine) as conn:
-        current = conn.execute(
-            select(web_users.c.role).where(web_users.c.name == name)
-        ).scalar_one_or_none()
-        if current is None:
-            raise _no_user(name)
-        if current == "admin" and role != "admin":
-            admins = conn.execute(
-                select(web_users.c.name).where(web_users.c.role == "admin").with_for_update()
-            ).all()
-            if len(admins) <= 1:
-                raise LastAdminError(
-                    f"User {name!r} is the last admin: giving them the role {role!r} would "
-                    "leave nobody to manage users. Make another user admin first "
-                    f"(PATCH /api/users/<name> with role 'admin')."
-                )
-        conn.execute(update(web_users).where(web_users.c.name == name).values(role=role))
-    [info] = [u for u in list_users(engine=engine) if u.name == name]
-    return info
+    change_role(name, role, by=by, engine=engine)
+    return user_info(name, engine=engine)
 
 
 # --- routes ---------------------------------------------------------------------------------
@@ -327,11 +348,47 @@ class MemberRequest(_Request):
     user: str
 
 
+class TokenRequest(_Request):
+    """``POST /api/users/{name}/tokens``: the new token's name (default ``token-<n>``)."""
+
+    name: str | None = Field(default=None, max_length=255, examples=["laptop"])
+
+
 class UserRow(BaseModel):
     name: str
     role: str
     created_at: datetime
     projects: list[str]
+    disabled_at: datetime | None
+
+
+class TokenRow(BaseModel):
+    """A token as admins see it: never the secret."""
+
+    id: int
+    user: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(BaseModel):
+    """A new token: the secret is shown this once and stored hashed."""
+
+    user: str
+    name: str
+    token: str
+
+
+class EventRow(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    user: str
+    token_name: str | None
+    detail: str | None
 
 
 class MemberOut(BaseModel):
@@ -347,7 +404,41 @@ def _user_out(info: UserInfo) -> dict[str, Any]:
         "role": info.role,
         "created_at": info.created_at,
         "projects": list(info.projects),
+        "disabled_at": info.disabled_at,
     }
+
+
+def _token_out(info: TokenInfo) -> dict[str, Any]:
+    return {
+        "id": info.token_id,
+        "user": info.user,
+        "name": info.name,
+        "created_at": info.created_at,
+        "last_used_at": info.last_used_at,
+        "revoked_at": info.revoked_at,
+    }
+
+
+def _event_out(event: UserEvent) -> dict[str, Any]:
+    return {
+        "id": event.event_id,
+        "at": event.at,
+        "actor": event.actor,
+        "action": event.action,
+        "user": event.user,
+        "token_name": event.token_name,
+        "detail": event.detail,
+    }
+
+
+def _forget_tokens(request: Request) -> None:
+    """Drop the serving routes' cached tokens, so a change made here holds at once.
+
+    Other processes see it within ``inloop.web.serving.ACCESS_CHECK_SECONDS``.
+    """
+    cache = getattr(request.app.state, "serving_tokens", None)
+    if cache is not None:
+        cache.clear()
 
 
 @router.get("/users", response_model=list[UserRow])
@@ -357,9 +448,68 @@ def get_users(caller: Admin, db: DB) -> list[dict[str, Any]]:
 
 
 @router.patch("/users/{name}", response_model=UserRow)
-def patch_user(name: str, body: RoleRequest, caller: Admin, db: DB) -> dict[str, Any]:
+def patch_user(
+    name: str, body: RoleRequest, caller: Admin, db: DB, request: Request
+) -> dict[str, Any]:
     """Change a user's role (admin); the last admin cannot be demoted (409)."""
-    return _user_out(set_role(name, body.role, engine=db))
+    info = set_role(name, body.role, by=caller.name, engine=db)
+    _forget_tokens(request)
+    return _user_out(info)
+
+
+@router.post("/users/{name}/disable", response_model=UserRow)
+def post_disable(name: str, caller: Admin, db: DB, request: Request) -> dict[str, Any]:
+    """Disable a user (admin): their tokens stop working and their sessions end at once."""
+    disable_user(name, by=caller.name, engine=db)
+    _forget_tokens(request)
+    return _user_out(user_info(name, engine=db))
+
+
+@router.post("/users/{name}/enable", response_model=UserRow)
+def post_enable(name: str, caller: Admin, db: DB) -> dict[str, Any]:
+    """Let a disabled user sign in again with their live tokens (admin)."""
+    enable_user(name, by=caller.name, engine=db)
+    return _user_out(user_info(name, engine=db))
+
+
+@router.get("/users/{name}/tokens", response_model=list[TokenRow])
+def get_tokens(name: str, caller: Admin, db: DB) -> list[dict[str, Any]]:
+    """A user's tokens, oldest first, live and revoked: names and dates, never secrets (admin)."""
+    return [_token_out(t) for t in list_tokens(name, engine=db)]
+
+
+@router.post("/users/{name}/tokens", status_code=201, response_model=TokenCreated)
+def post_token(name: str, body: TokenRequest, caller: Admin, db: DB) -> dict[str, str]:
+    """Issue one more named token to a user (admin); the answer holds it, shown only once."""
+    made, token = issue_token(name, body.name, by=caller.name, engine=db)
+    return {"user": name, "name": made.name, "token": token}
+
+
+@router.delete("/users/{name}/tokens/{token}", response_model=TokenRow)
+def delete_token(name: str, token: str, caller: Admin, db: DB, request: Request) -> dict[str, Any]:
+    """Revoke a user's live token by its name (admin); sessions opened with it end at once."""
+    info = revoke_token(name, token, by=caller.name, engine=db)
+    _forget_tokens(request)
+    return _token_out(info)
+
+
+@router.post("/users/{name}/tokens/{token}/rotate", status_code=201, response_model=TokenCreated)
+def post_rotate(name: str, token: str, caller: Admin, db: DB, request: Request) -> dict[str, str]:
+    """Revoke a user's live token and issue a new one of the same name (admin)."""
+    secret = rotate_token(name, token, by=caller.name, engine=db)
+    _forget_tokens(request)
+    return {"user": name, "name": token, "token": secret}
+
+
+@router.get("/user-events", response_model=list[EventRow])
+def get_user_events(
+    caller: Admin,
+    db: DB,
+    user: Annotated[str | None, Query(max_length=255)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[dict[str, Any]]:
+    """Who created, disabled, enabled or changed which user or token, and when (admin)."""
+    return [_event_out(e) for e in user_events(user, limit=limit, engine=db)]
 
 
 @router.post("/projects/{name}/members", status_code=201, response_model=MemberOut)

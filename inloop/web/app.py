@@ -59,7 +59,7 @@ def create_app(
     Redis Streams at ``stream_url`` (default: the ``INLOOP_STREAM_URL`` setting)
     or in this process.
     """
-    from inloop.web import api, auth
+    from inloop.web import api, signin
     from inloop.web import serving as serving_api
     from inloop.web.learning import LearnerPool
 
@@ -80,12 +80,15 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     # First: routes are matched in order, and /v1 is the path that must be fast.
     app.include_router(serving_api.router)
-    app.include_router(auth.router)
+    app.include_router(signin.router)
     app.include_router(api.router)
     if importlib.util.find_spec(_PAGES_MODULE) is not None:
         pages = importlib.import_module(_PAGES_MODULE)
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
+    from inloop.web.headers import SecurityHeaders
+
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, errors too
     return app
 
 
@@ -115,7 +118,7 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
         process=not is_memory_database(engine),
     )
     app.state.rendezvous = Rendezvous(engine=engine, transport=transport, archive=archive)
-    app.state.serving_tokens = TokenCache()
+    app.state.serving_tokens = TokenCache(engine)
     app.add_middleware(
         ArrivalStamp,
         rendezvous=app.state.rendezvous,

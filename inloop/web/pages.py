@@ -3,13 +3,13 @@
 Server-rendered Jinja2 templates (``inloop/web/templates``) with small
 hand-written scripts (``inloop/web/static``) that call the REST API with the
 session cookie and the CSRF token each page embeds. A page asked for without a
-live session redirects to ``/login?next=<the page>``::
+live session redirects to ``/login?next=<the page>`` (:mod:`inloop.web.signin`)::
 
     from fastapi import FastAPI
     from inloop.web.pages import router
 
     app = FastAPI()
-    app.include_router(router)  # GET /, /login, /projects/{name}/label|audit|review
+    app.include_router(router)  # GET /, /projects/{name}/label|audit|review
 """
 
 from __future__ import annotations
@@ -38,11 +38,6 @@ RESERVED_KEYS = frozenset({"s", "u", "k", " "})
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 router = APIRouter(include_in_schema=False)
-
-_LOGIN_ERRORS = {
-    "token": "That token is not valid (unknown or revoked). Paste the whole token, or ask an "
-    "admin for a new one.",
-}
 
 
 @dataclass(frozen=True)
@@ -139,20 +134,6 @@ def _not_found(request: Request, user: User, csrf: str, name: str) -> HTMLRespon
             "Pick one from the project list.",
         },
         status_code=404,
-    )
-
-
-@router.get("/login", response_class=HTMLResponse)
-async def login_page(request: Request, next: str = "/", error: str | None = None) -> Response:
-    """The sign-in form: paste a token; it posts to ``POST /login``."""
-    target = next if next.startswith("/") and not next.startswith("//") else "/"
-    return _render(
-        request,
-        "login.html",
-        {
-            "next_url": target,
-            "error": _LOGIN_ERRORS.get(error or "", error and "Sign-in failed."),
-        },
     )
 
 

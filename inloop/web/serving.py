@@ -6,8 +6,9 @@ champion, challengers and canary all score each request and the decoy archives
 it. Every route needs an API token (``Authorization: Bearer <token>``);
 changing a policy needs the scientist role. A token seen here is remembered
 for :data:`TOKEN_CACHE_SECONDS`, so prediction costs no database lookup for
-it (a revoked token stops working within that time); requests with the same
-token share one lookup.
+it; requests with the same token share one lookup. A token revoked or a user
+disabled through this server stops working at once, through another process
+(``inloop users``) within :data:`ACCESS_CHECK_SECONDS`.
 
 >>> router.prefix
 '/v1'
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -48,10 +51,13 @@ from inloop.web.auth import (
     require,
 )
 
-__all__ = ["TOKEN_CACHE_SECONDS", "router"]
+__all__ = ["ACCESS_CHECK_SECONDS", "TOKEN_CACHE_SECONDS", "router"]
 
 #: How long a token stays trusted without a database lookup on the serving routes.
 TOKEN_CACHE_SECONDS = 10.0
+#: A token revoked, or a user disabled, by another process (the CLI, another server)
+#: stops working on the serving routes within this time.
+ACCESS_CHECK_SECONDS = 1.0
 
 router = APIRouter(prefix="/v1", tags=["serving"])
 
@@ -78,14 +84,38 @@ class TokenCache:
     token) share one lookup per token: when an entry expires under load,
     hundreds of requests in flight would otherwise each take a thread and a
     database connection to look up the same token.
+
+    With ``engine``, the cache also reads
+    :func:`~inloop.web.auth.access_version` (in the background, every half of
+    :data:`ACCESS_CHECK_SECONDS` while requests come) and drops every entry when
+    users or tokens changed, so a token revoked or a user disabled by another
+    process stops working within :data:`ACCESS_CHECK_SECONDS`. A request that
+    comes when the last check is older than that waits for a new one (one
+    indexed read). :meth:`clear` drops the entries at once: the server's own
+    user routes call it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine | None = None) -> None:
         self._users: dict[str, tuple[User, float]] = {}  # digest -> (user, looked up at)
         self._lookups: dict[str, asyncio.Future[User | None]] = {}
+        self._engine = engine
+        self._version: int | None = None
+        self._checked_at = -math.inf  # when the last finished version check started
+        self._check: asyncio.Future[None] | None = None
+        # clear() runs in route threads; lookups finish on the event loop.
+        self._lock = threading.Lock()
+        self._epoch = 0  # bumped by clear(): lookups started before it are not kept
+
+    def clear(self) -> None:
+        """Forget every token at once (thread-safe): the next requests look theirs up."""
+        with self._lock:
+            self._epoch += 1
+            self._users.clear()
 
     async def user(self, token: str, lookup: _Lookup) -> User | None:
         """The user of ``token``, from the cache or from ``lookup`` (None: not a valid token)."""
+        if self._engine is not None and not self._checked_recently():
+            await asyncio.shield(self._check or self._check_version())
         digest = hash_secret(token)
         user = self._cached(digest, token, lookup)
         if user is not None:
@@ -98,14 +128,46 @@ class TokenCache:
         """The user of ``token`` if the cache trusts it now, else None (no waiting)."""
         return self._cached(hash_secret(token), token, lookup)
 
+    def _checked_recently(self) -> bool:
+        age = time.monotonic() - self._checked_at
+        if age >= ACCESS_CHECK_SECONDS / 2 and self._check is None:
+            self._check_version()
+        return age < ACCESS_CHECK_SECONDS
+
+    def _check_version(self) -> asyncio.Future[None]:
+        from inloop.web.auth import access_version
+
+        started = time.monotonic()
+        engine = self._engine
+
+        async def check() -> None:
+            version = await run_in_threadpool(access_version, engine=engine)
+            if self._version is not None and version != self._version:
+                self.clear()
+            self._version = version
+            self._checked_at = started
+
+        future = asyncio.ensure_future(check())
+        self._check = future
+
+        def done(future: asyncio.Future[None]) -> None:
+            self._check = None
+            if not future.cancelled():
+                future.exception()  # a failed check reaches the requests that wait on it
+
+        future.add_done_callback(done)
+        return future
+
     def _cached(self, digest: str, token: str, lookup: _Lookup) -> User | None:
+        if self._engine is not None and not self._checked_recently():
+            return None
         found = self._users.get(digest)
         if found is None:
             return None
         user, looked_up = found
         age = time.monotonic() - looked_up
         if age >= TOKEN_CACHE_SECONDS:
-            del self._users[digest]
+            self._users.pop(digest, None)
             return None
         if age >= TOKEN_CACHE_SECONDS / 2 and digest not in self._lookups:
             self._look_up(digest, token, lookup)
@@ -113,6 +175,7 @@ class TokenCache:
 
     def _look_up(self, digest: str, token: str, lookup: _Lookup) -> asyncio.Future[User | None]:
         started = time.monotonic()
+        epoch = self._epoch
         future = asyncio.ensure_future(lookup(token))
         self._lookups[digest] = future
 
@@ -123,12 +186,15 @@ class TokenCache:
             if future.cancelled() or future.exception() is not None:
                 return
             user = future.result()
-            if user is None:
-                self._users.pop(digest, None)
-                return
-            if len(self._users) > 10_000:
-                self._users.clear()
-            self._users[digest] = (user, started)
+            with self._lock:
+                if user is None:
+                    self._users.pop(digest, None)
+                    return
+                if epoch != self._epoch:
+                    return  # looked up before a clear(): maybe from before the change
+                if len(self._users) > 10_000:
+                    self._users.clear()
+                self._users[digest] = (user, started)
 
         future.add_done_callback(done)
         return future
@@ -147,7 +213,7 @@ async def serving_caller(request: Request) -> Principal:
         # One cache per app: an app's tokens are those of its own database.
         tokens: TokenCache | None = getattr(request.app.state, "serving_tokens", None)
         if tokens is None:
-            tokens = request.app.state.serving_tokens = TokenCache()
+            tokens = request.app.state.serving_tokens = TokenCache(request_engine(request))
         user = await tokens.user(token, _token_lookup(request_engine(request)))
         if user is not None:
             return Principal(user, "token")

@@ -389,3 +389,12 @@ def test_verify_refuses_bytes_that_do_not_hash_to_the_key(
         with pytest.raises(ArtifactIntegrityError, match=hashlib.sha256(other).hexdigest()):
             read(key, verify=True)
     assert fresh.get_bytes(key) == other  # unverified reads (raw logs) read what is there
+
+
+def test_a_local_store_is_the_owners_only(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "home" / "artifacts"))
+    stored = store.put({"secret": "labels"})
+    root = tmp_path / "home" / "artifacts"
+    blob = root / stored.key[:2] / stored.key[2:]
+    modes = [oct(p.stat().st_mode & 0o777) for p in (tmp_path / "home", root, blob.parent, blob)]
+    assert modes == ["0o700", "0o700", "0o700", "0o600"]

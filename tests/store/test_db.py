@@ -58,6 +58,27 @@ def test_default_engine_is_sqlite_in_inloop_home(inloop_home: Path) -> None:
     assert get_engine(f"sqlite:///{inloop_home / 'inloop.db'}") is engine  # cached by URL
 
 
+def _mode(path: Path) -> str:
+    return oct(path.stat().st_mode & 0o777)
+
+
+def test_a_new_sqlite_database_and_its_folders_are_the_owners_only(inloop_home: Path) -> None:
+    engine = get_engine()  # SQLite in INLOOP_HOME, which does not exist yet
+    with begin_write(engine) as conn:
+        conn.exec_driver_sql("CREATE TABLE probe (x INTEGER)")
+    db_file = inloop_home / "inloop.db"
+    files = [db_file, db_file.with_name("inloop.db-wal"), db_file.with_name("inloop.db-shm")]
+    assert [_mode(p) for p in [inloop_home, *files]] == ["0o700"] + ["0o600"] * 3
+    # Deeper folders made on the way are private too; a folder that existed keeps its mode.
+    existing = inloop_home.parent / "shared"
+    existing.mkdir()
+    existing.chmod(0o755)
+    deep = existing / "made" / "for"
+    get_engine(f"sqlite:///{deep / 'x.db'}")
+    modes = [_mode(p) for p in (existing, deep.parent, deep, deep / "x.db")]
+    assert modes == ["0o755", "0o700", "0o700", "0o600"]
+
+
 def test_dispose_engines_forgets_them(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'a.db'}"
     first = get_engine(url)

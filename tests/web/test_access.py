@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -42,7 +44,9 @@ def _closed(client: TestClient, ana: dict[str, str], project: str, item_id: int)
 
 def _page(client: TestClient, token: str, path: str) -> tuple[int, str]:
     client.cookies.clear()
-    client.post("/login", data={"token": token}, follow_redirects=False)
+    client.get("/login")
+    csrf = client.cookies["inloop_login_csrf"]
+    client.post("/login", data={"token": token, "csrf_token": csrf}, follow_redirects=False)
     response = client.get(path, follow_redirects=False)
     client.cookies.clear()
     return response.status_code, response.text
@@ -188,3 +192,87 @@ def test_access_functions(engine: Engine) -> None:
         "ana": "admin",
         "boss": "reviewer",
     }
+
+
+def test_admins_manage_users_and_tokens_over_rest(
+    client: TestClient, engine: Engine, login: Any
+) -> None:
+    root = bearer(create_user("root", "admin", engine=engine))
+    made = client.post("/api/users", json={"name": "ana", "role": "annotator"}, headers=root)
+    ana_default = made.json()["token"]
+    laptop = client.post("/api/users/ana/tokens", json={"name": "laptop"}, headers=root)
+    assert laptop.status_code == 201
+    assert (laptop.json()["user"], laptop.json()["name"]) == ("ana", "laptop")
+    ana = bearer(laptop.json()["token"])
+    assert client.get("/api/me", headers=ana).json()["name"] == "ana"
+    auto = client.post("/api/users/ana/tokens", json={}, headers=root).json()
+    assert auto["name"] == "token-1"
+    taken = client.post("/api/users/ana/tokens", json={"name": "laptop"}, headers=root)
+    assert taken.status_code == 409 and "already has a live token" in taken.json()["detail"]
+
+    listed = client.get("/api/users/ana/tokens", headers=root)
+    assert [(t["name"], t["revoked_at"]) for t in listed.json()] == [
+        ("default", None),
+        ("laptop", None),
+        ("token-1", None),
+    ]
+    assert listed.json()[1]["last_used_at"] is not None and listed.json()[0]["id"] >= 1
+    assert not any(t in listed.text for t in (ana_default, auto["token"], ana["Authorization"][7:]))
+    for path in ("/api/users/ana/tokens", "/api/user-events"):
+        assert client.get(path, headers=ana).status_code == 403
+    assert client.post("/api/users/ana/disable", headers=ana).status_code == 403
+
+    revoked = client.delete("/api/users/ana/tokens/laptop", headers=root)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert client.get("/api/me", headers=ana).status_code == 401
+    gone = client.delete("/api/users/ana/tokens/laptop", headers=root)
+    assert gone.status_code == 404 and "'default', 'token-1'" in gone.json()["detail"]
+    assert client.get("/api/users/zed/tokens", headers=root).status_code == 404
+
+    rotated = client.post("/api/users/ana/tokens/default/rotate", headers=root)
+    assert rotated.status_code == 201 and rotated.json()["name"] == "default"
+    assert client.get("/api/me", headers=bearer(ana_default)).status_code == 401
+    ana = bearer(rotated.json()["token"])
+    assert client.get("/api/me", headers=ana).status_code == 200
+
+    # Disabling ends her session and stops her tokens; enabling brings the tokens back.
+    login(client, rotated.json()["token"])
+    assert client.get("/api/me").status_code == 200
+    disabled = client.post("/api/users/ana/disable", headers=root)
+    assert disabled.status_code == 200 and disabled.json()["disabled_at"] is not None
+    assert client.get("/api/me").status_code == 401
+    client.cookies.clear()
+    assert client.get("/api/me", headers=ana).status_code == 401
+    users = {u["name"]: u["disabled_at"] for u in client.get("/api/users", headers=root).json()}
+    assert users["ana"] is not None and users["root"] is None
+    assert client.post("/api/users/ana/enable", headers=root).json()["disabled_at"] is None
+    assert client.get("/api/me", headers=ana).status_code == 200
+    last = client.post("/api/users/root/disable", headers=root)
+    assert last.status_code == 409 and "last admin" in last.json()["detail"]
+
+    events = client.get("/api/user-events", params={"user": "ana"}, headers=root).json()
+    assert [(e["actor"], e["action"], e["token_name"]) for e in events] == [
+        ("root", "create", "default"),
+        ("root", "token-create", "laptop"),
+        ("root", "token-create", "token-1"),
+        ("root", "token-revoke", "laptop"),
+        ("root", "token-rotate", "default"),
+        ("root", "disable", None),
+        ("root", "enable", None),
+    ]
+
+
+def test_a_demoted_users_session_loses_the_old_role_at_once(
+    client: TestClient, engine: Engine, login: Any
+) -> None:
+    root = bearer(create_user("root", "admin", engine=engine))
+    boss = create_user("boss", "admin", engine=engine)
+    login(client, boss)
+    assert client.get("/api/users").status_code == 200
+    # By root's token (a bearer token wins over the session cookie the client also sends).
+    changed = client.patch("/api/users/boss", json={"role": "annotator"}, headers=root)
+    assert changed.status_code == 200 and changed.json()["role"] == "annotator"
+    assert client.get("/api/users").status_code == 403
+    assert client.get("/api/users", headers=bearer(boss)).status_code == 403
+    events = client.get("/api/user-events", params={"user": "boss"}, headers=root).json()
+    assert (events[-1]["actor"], events[-1]["detail"]) == ("root", "admin -> annotator")

@@ -214,7 +214,7 @@ def test_label_by_keyboard_skip_undo_and_csrf(page: Page, server: Server) -> Non
         given[before] = label
     assert list(given) == ["grid", "t0", "t1"]
     _settled(page)
-    page.wait_for_function("document.getElementById('progress').dataset.complete === '3'")
+    page.wait_for_function("() => document.getElementById('progress').dataset.complete === '3'")
     assert page.inner_text("#progress") == "3 / 8"
     assert page.inner_text("#session-count") == "3"
     assert float(page.inner_text("#throughput")) > 0, "labels per minute this session"
@@ -240,25 +240,37 @@ def test_label_by_keyboard_skip_undo_and_csrf(page: Page, server: Server) -> Non
     # Label t4 as cat, then undo with "u": t4 comes back; answer dog instead.
     assert _shown(page) == "t4"
     page.keyboard.press("1")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't5'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 't5'"
+    )
     page.keyboard.press("u")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't4'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 't4'"
+    )
     page.keyboard.press("2")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't5'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 't5'"
+    )
     # Backspace undoes too: t5 (labeled bird) comes back and becomes cat.
     page.keyboard.press("b")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't6'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 't6'"
+    )
     page.keyboard.press("Backspace")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't5'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 't5'"
+    )
     page.keyboard.press("1")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 't6'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 't6'"
+    )
     _settled(page)
     given.update({"t4": "dog", "t5": "cat"})
     assert _labels(server) == given
     engine = get_engine(server.db_url)
     t4 = [e.label for e in history("t4", project=PROJECT, engine=engine)]
     assert t4 == ["cat", "dog"], "undo keeps the earlier answer in the history"
-    page.wait_for_function("document.getElementById('progress').dataset.complete === '5'")
+    page.wait_for_function("() => document.getElementById('progress').dataset.complete === '5'")
     assert page.inner_text("#session-count") == "5"
 
     # The last item, then the queue is empty.
@@ -340,6 +352,51 @@ def test_project_list_roles_and_review_by_keyboard(
     assert "Nothing left" in page.inner_text("#empty")
 
 
+_WATCH_CSP = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", (e) =>
+  window.__csp.push(e.effectiveDirective + " " + (e.blockedURI || "inline")));
+"""
+
+
+def test_labeling_works_under_the_content_security_policy(page: Page, server: Server) -> None:
+    page.add_init_script(_WATCH_CSP)
+    form = page.goto(server.url + "/login")
+    assert form is not None
+    policy = form.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert form.headers["x-content-type-options"] == "nosniff"
+    assert form.headers["referrer-policy"] == "same-origin"
+
+    _sign_in(page, server, f"/projects/{PROJECT}/label", server.annotator_token)
+    labeling = page.reload()
+    assert labeling is not None and labeling.headers["content-security-policy"] == policy
+    # The page's stylesheet, its scripts, and the grid's shades (set from script) all apply.
+    assert _shown(page) == "grid"
+    shade = "getComputedStyle(document.querySelector('#item .grid8 .px[data-index=\"3\"]'))"
+    assert page.evaluate(f"{shade}.backgroundColor") not in ("", "rgba(0, 0, 0, 0)")
+    assert page.evaluate("getComputedStyle(document.querySelector('#item .grid8')).display") == (
+        "grid"
+    )
+    page.keyboard.press("1")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 't0'"
+    )
+    _settled(page)
+    assert _labels(server) == {"grid": "cat"}
+    assert page.evaluate("window.__csp") == [], "the page itself breaks none of its policy"
+
+    # The policy is enforced: a script injected into the page does not run.
+    ran = page.evaluate(
+        """() => { const s = document.createElement("script");
+        s.textContent = "window.__ran = true"; document.head.appendChild(s);
+        return window.__ran === true; }"""
+    )
+    assert ran is False
+    page.wait_for_function("() => window.__csp.length > 0")
+    assert page.evaluate("window.__csp")[0].startswith("script-src")
+
+
 def _project(classes: list[LabelClass]) -> Project:
     return Project(1, "p", "single_label", tuple(classes), "", 1, 600, datetime.now(UTC), "ana")
 
@@ -381,7 +438,9 @@ def test_multi_label_by_toggling_keys_and_enter(page: Page, server: Server) -> N
     assert page.get_attribute(".class-btn[data-label='bug']", "aria-pressed") == "false"
     assert _shown(page) == "m0", "toggling a class does not answer"
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'm1'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 'm1'"
+    )
     assert page.locator(".class-btn.on").count() == 0, "the next item starts with none chosen"
     _settled(page)
     labels = current_labels("tags", engine=engine)
@@ -389,12 +448,18 @@ def test_multi_label_by_toggling_keys_and_enter(page: Page, server: Server) -> N
 
     # Undo with "u" gives m0 back; answer it again with bug only.
     page.keyboard.press("u")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'm0'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 'm0'"
+    )
     page.keyboard.press("2")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'm1'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 'm1'"
+    )
     page.keyboard.press("Enter")  # nothing chosen: none of them apply
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'm2'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 'm2'"
+    )
     page.keyboard.press("s")
     _settled(page)
     labels = current_labels("tags", engine=engine)
@@ -431,13 +496,19 @@ def test_item_note_shows_why_the_item_is_queued(
 
     # The next item has no note: the box goes; undo brings the item and its note back.
     page.keyboard.press("1")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'plain'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 'plain'"
+    )
     assert page.is_hidden("#note")
     page.keyboard.press("u")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'why'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 'why'"
+    )
     assert page.is_visible("#note") and page.inner_text("#note-text") == why
     page.keyboard.press("2")
-    page.wait_for_function("document.querySelector('#item .external-id')?.textContent === 'plain'")
+    page.wait_for_function(
+        "() => document.querySelector('#item .external-id')?.textContent === 'plain'"
+    )
     page.keyboard.press("1")
     page.wait_for_selector("#empty")
     assert page.is_hidden("#note")

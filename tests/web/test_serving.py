@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -42,7 +44,7 @@ from inloop.serve.tables import serve_services
 from inloop.settings import reset_settings
 from inloop.web import create_app
 from inloop.web import serving as serving_module
-from inloop.web.auth import User, create_user
+from inloop.web.auth import User, create_user, disable_user, revoke_token
 from inloop.web.serving import TokenCache
 from inloop.web.tables import web_tokens
 
@@ -317,6 +319,96 @@ def test_a_revoked_token_stops_predicting_within_the_cache_time(
         time.sleep(0.05)
     assert response.status_code == 401 and "revoked" in response.json()["detail"]
     assert time.monotonic() - revoked_at < 0.5 + 2.0  # the cache time, and a busy CI's slack
+
+
+def test_a_token_revoked_or_a_user_disabled_through_the_server_stops_predicting_at_once(
+    engine: Engine,
+    models: dict[str, str],
+    digits: tuple[np.ndarray, np.ndarray],
+    app_client: TestClient,
+) -> None:
+    X, _ = digits
+    _champion_only(engine, models["champion"])
+    root = _auth(engine, "root", "admin")
+    app = _auth(engine, "app", "annotator")
+    other = _auth(engine, "other", "annotator")
+    for headers in (app, other, app, other):  # the second time from the token cache
+        assert _predict(app_client, "digits", X[0].tolist(), headers).status_code == 200
+    revoked = app_client.delete("/api/users/app/tokens/default", headers=root)
+    assert revoked.status_code == 200
+    refused = _predict(app_client, "digits", X[0].tolist(), app)
+    assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+    assert app_client.post("/api/users/other/disable", headers=root).status_code == 200
+    assert _predict(app_client, "digits", X[0].tolist(), other).status_code == 401
+
+
+def _revoke(engine: Engine) -> None:
+    revoke_token("app", "default", by="root", engine=engine)
+
+
+def _revoke_by_cli(engine: Engine) -> None:
+    create_user("root", "admin", engine=engine)
+    url = engine.url.render_as_string(hide_password=False)
+    command = ["users", "token-revoke", "app", "default"]
+    done = subprocess.run(
+        [sys.executable, "-c", "from inloop.cli.main import main; main()", *command],
+        env={**os.environ, "INLOOP_DB_URL": url, "INLOOP_USER": "root"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _disable(engine: Engine) -> None:
+    disable_user("app", by="root", engine=engine)
+
+
+@pytest.mark.parametrize("change", [_revoke_by_cli, _disable], ids=["cli-revoke", "disable"])
+def test_a_change_made_by_another_process_stops_predicting_within_the_check_time(
+    engine: Engine,
+    models: dict[str, str],
+    digits: tuple[np.ndarray, np.ndarray],
+    app_client: TestClient,
+    change: Any,
+) -> None:
+    # Made by `inloop users` in its own process, or by a function call that does not tell
+    # the app: the server must notice in the database.
+    X, _ = digits
+    _champion_only(engine, models["champion"])
+    headers = _auth(engine, "app", "annotator")
+
+    def ask() -> Any:
+        return _predict(app_client, "digits", X[0].tolist(), headers)
+
+    assert ask().status_code == 200 and ask().status_code == 200
+    change(engine)
+    # Well before the token cache's own time would end the token (TOKEN_CACHE_SECONDS / 2).
+    deadline = time.monotonic() + serving_module.ACCESS_CHECK_SECONDS + 2.0
+    assert deadline - time.monotonic() < serving_module.TOKEN_CACHE_SECONDS / 2
+    while (response := ask()).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert response.status_code == 401
+
+
+def test_an_idle_server_refuses_a_revoked_token_on_the_first_request(
+    engine: Engine,
+    models: dict[str, str],
+    digits: tuple[np.ndarray, np.ndarray],
+    app_client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(serving_module, "ACCESS_CHECK_SECONDS", 0.3)
+    X, _ = digits
+    _champion_only(engine, models["champion"])
+    headers = _auth(engine, "app", "annotator")
+    assert _predict(app_client, "digits", X[0].tolist(), headers).status_code == 200
+    last_request = time.monotonic()
+    _revoke(engine)
+    # No request for longer than the check time: no check ran since the revocation.
+    while time.monotonic() < last_request + serving_module.ACCESS_CHECK_SECONDS:
+        time.sleep(0.01)
+    assert _predict(app_client, "digits", X[0].tolist(), headers).status_code == 401
 
 
 def test_request_errors_say_what_is_accepted(
