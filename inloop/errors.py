@@ -39,6 +39,47 @@ next thing to try. Catch ``InloopError`` to catch them all::
 
 from __future__ import annotations
 
+__all__ = [
+    "ArtifactNotFoundError",
+    "ClientError",
+    "ConfigError",
+    "FlowDefinitionError",
+    "FlowError",
+    "InloopError",
+    "NamespaceMismatchError",
+    "NotFoundError",
+    "ParameterError",
+    "ResourceUnavailableError",
+    "ResumeError",
+    "SchemaError",
+    "StoreError",
+    "TaskFailedError",
+    "quote",
+]
+
+#: How many characters of a value an error message quotes at most.
+QUOTE_CHARS = 200
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters.
+
+    A value a user sent may be megabytes long; a message quotes its start and
+    says how long it was, so the answer stays small and still shows which value
+    it was.
+
+    >>> quote("cat")
+    "'cat'"
+    >>> quote("x" * 1000, limit=12)
+    "'xxxxxxxxxxx… (1,000 characters in all)"
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[: limit - 1]!r}"[:-1] + f"… ({len(value):,} characters in all)"
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"… ({len(text):,} characters in all)"
+
 
 class InloopError(Exception):
     """Base of every error inloop raises on purpose."""

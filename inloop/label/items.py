@@ -38,6 +38,7 @@ from inloop.label.projects import (
     _engine,
     _now,
     check_finite,
+    check_storable,
     load_project,
 )
 from inloop.label.tables import ITEM_KINDS, label_items
@@ -147,6 +148,7 @@ def _normalize(
     """The row for one item, and its payload when it must go to the artifact store."""
     if not isinstance(entry, Mapping):
         raise LabelError(f"Item #{index} is {entry!r:.80}, not a dict. {_ACCEPTED}")
+    check_storable(dict(entry), f"items[{index}]")
     fields = dict(entry)
     shorthand = [k for k in _SHORTHANDS if k in fields]
     if shorthand:

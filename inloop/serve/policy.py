@@ -41,6 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
+from inloop.errors import quote
+from inloop.serve.limits import Limits
 from inloop.serve.models import ModelNotFoundError, ServeError
 from inloop.serve.registry import get_version
 from inloop.serve.tables import serve_policies, serve_services
@@ -50,6 +52,7 @@ __all__ = [
     "Action",
     "ActionRule",
     "DefaultAnswer",
+    "Limits",
     "Policy",
     "PolicyError",
     "PolicyRevision",
@@ -69,12 +72,13 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
-_REF = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,254})@([1-9][0-9]*)")
+# At most 18 digits: a version number must fit the database's 64-bit integers.
+_REF = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,254})@([1-9][0-9]{0,17})")
 _NAME_RULE = (
     "a name of 1 to 255 letters, digits, '_', '.' or '-', starting with a letter or digit, "
     "such as 'digits' or 'spam-filter'"
 )
-_REF_RULE = "a registered model version 'name@N', such as 'digits@3'"
+_REF_RULE = "a registered model version 'name@N' (N of at most 18 digits), such as 'digits@3'"
 
 
 class PolicyError(ServeError):
@@ -239,6 +243,7 @@ class Policy(BaseModel):
     schedule: Schedule = Field(default_factory=Schedule)
     review: ReviewSettings | None = None
     actions: tuple[Action, ...] = ()
+    limits: Limits | None = None
 
     @field_validator("champion", "canary")
     @classmethod
@@ -261,7 +266,7 @@ class Policy(BaseModel):
             if _REF.fullmatch(value) is None:
                 raise ValueError(
                     f"must be a registered heuristic 'name@N' or a default answer such as "
-                    f"{{'label': 'cat'}}; {value!r} is not a 'name@N' reference"
+                    f"{{'label': 'cat'}}; {quote(value)} is not a 'name@N' reference"
                 )
         elif not isinstance(value, Mapping | DefaultAnswer):
             raise ValueError(
@@ -325,7 +330,7 @@ def as_policy(value: Policy | Mapping[str, Any]) -> Policy:
     if not isinstance(value, Mapping):
         raise PolicyError(
             f"A policy must be a Policy or a dict such as "
-            f"{{'champion': 'digits@3', 'fallback': {{'label': 0}}}}. Got {value!r}."
+            f"{{'champion': 'digits@3', 'fallback': {{'label': 0}}}}. Got {quote(value)}."
         )
     try:
         return Policy.model_validate(dict(value))
@@ -334,7 +339,7 @@ def as_policy(value: Policy | Mapping[str, Any]) -> Policy:
         for error in exc.errors():
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(
-                f"{_location(error['loc'])}: {message}. Got {error.get('input')!r}"
+                f"{_location(error['loc'])}: {message}. Got {quote(error.get('input'))}"
                 if error["type"] != "missing"
                 else f"{_location(error['loc'])}: is required"
             )
@@ -392,7 +397,7 @@ def _engine(engine: Engine | None) -> Engine:
 
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
-        raise PolicyError(f"The name of a service must be {_NAME_RULE}. Got {name!r}.")
+        raise PolicyError(f"The name of a service must be {_NAME_RULE}. Got {quote(name)}.")
     return name
 
 
@@ -400,7 +405,7 @@ def _check_text(value: object, what: str, action: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise PolicyError(
             f"The '{what}' of {action} is required: a non-empty string saying "
-            f"{'who made the change' if what != 'reason' else 'why'}. Got {value!r}."
+            f"{'who made the change' if what != 'reason' else 'why'}. Got {quote(value)}."
         )
     return value
 
@@ -413,11 +418,12 @@ def _check_registered(policy: Policy, engine: Engine) -> None:
             version = get_version(name, int(number), engine=engine)
         except ModelNotFoundError as exc:
             raise PolicyError(
-                f"The {field_name} {ref!r} of the policy is not a registered model version: {exc}"
+                f"The {field_name} {quote(ref)} of the policy is not a registered model "
+                f"version: {exc}"
             ) from None
         if field_name == "fallback" and version.kind != "heuristic":
             raise PolicyError(
-                f"The fallback {ref!r} is a {version.kind} model; the fallback must be a "
+                f"The fallback {quote(ref)} is a {version.kind} model; the fallback must be a "
                 "registered heuristic (MajorityClass, Threshold or a Heuristic subclass) or "
                 "a default answer such as {'label': 'cat'}."
             )
@@ -454,7 +460,7 @@ def raise_service_not_found(conn: Connection, service: str) -> NoReturn:
     )
     listing = ", ".join(map(repr, names[:20])) if names else "none yet"
     raise ServiceNotFoundError(
-        f"No service {service!r}. Services: {listing}. Create one with "
+        f"No service {quote(service)}. Services: {listing}. Create one with "
         "inloop.serve.create_service(name, policy, created_by=..., reason=...)."
     )
 
@@ -553,12 +559,13 @@ def create_service(
     reason = _check_text(reason, "reason", "create_service")
     if description is not None and not isinstance(description, str):
         raise PolicyError(
-            f"The 'description' of create_service must be a string or None. Got {description!r}."
+            f"The 'description' of create_service must be a string or None. "
+            f"Got {quote(description)}."
         )
     eng = _engine(engine)
     _check_registered(checked, eng)
     exists = PolicyError(
-        f"A service named {name!r} already exists. Change its policy with set_policy, "
+        f"A service named {quote(name)} already exists. Change its policy with set_policy, "
         "promote or rollback, or pick another name."
     )
     try:
@@ -640,7 +647,7 @@ def promote(
     """
     service = _check_name(service)
     if not isinstance(ref, str) or _REF.fullmatch(ref) is None:
-        raise PolicyError(f"promote takes {_REF_RULE}. Got {ref!r}.")
+        raise PolicyError(f"promote takes {_REF_RULE}. Got {quote(ref)}.")
     by = _check_text(by, "by", "promote")
     reason = _check_text(reason, "reason", "promote")
     eng = _engine(engine)
@@ -648,13 +655,14 @@ def promote(
     try:
         get_version(name, int(number), engine=eng)
     except ModelNotFoundError as exc:
-        raise PolicyError(f"Cannot promote {ref!r}: {exc}") from None
+        raise PolicyError(f"Cannot promote {quote(ref)}: {exc}") from None
     with begin_write(eng) as conn:
         service_id = find_service_id(conn, service, for_update=True)
         current = _latest(conn, service_id, service).policy
         if current.champion == ref:
             raise PolicyError(
-                f"{ref!r} is already the champion of service {service!r}. Promote another "
+                f"{quote(ref)} is already the champion of service {quote(service)}. "
+                "Promote another "
                 "registered version, or roll back with rollback()."
             )
         challengers = [c for c in current.challengers if c != ref]
@@ -692,7 +700,7 @@ def rollback(
     ):
         raise PolicyError(
             f"The 'to_revision' of rollback must be an earlier revision (an int >= 1) or None "
-            f"for the one before the current one. Got {to_revision!r}."
+            f"for the one before the current one. Got {quote(to_revision)}."
         )
     with begin_write(_engine(engine)) as conn:
         service_id = find_service_id(conn, service, for_update=True)
@@ -700,7 +708,7 @@ def rollback(
         target = current.revision - 1 if to_revision is None else to_revision
         if target < 1 or target >= current.revision:
             raise PolicyError(
-                f"Service {service!r} is at revision {current.revision}; there is no earlier "
+                f"Service {quote(service)} is at revision {current.revision}; there is no earlier "
                 f"revision {target} to roll back to. Accepted: a revision from 1 to "
                 f"{current.revision - 1}"
                 + (

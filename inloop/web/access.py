@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from inloop.errors import InloopError
+from inloop.errors import InloopError, quote
 from inloop.label.projects import Project, get_project, list_projects
 from inloop.label.tables import label_projects
 from inloop.store.db import begin_write
@@ -129,7 +129,7 @@ def is_member(project: str, user: str, *, engine: Engine) -> bool:
 
 def _no_user(name: str) -> NoSuchUserError:
     return NoSuchUserError(
-        f"No user {name!r}. GET /api/users lists the users; an admin creates one with "
+        f"No user {quote(name)}. GET /api/users lists the users; an admin creates one with "
         "POST /api/users."
     )
 
@@ -171,7 +171,7 @@ def add_member(
             return Membership(found.name, user, now, added_by), True
         except IntegrityError:
             continue  # added at the same moment by someone else: read theirs
-    raise AccessError(f"Could not add user {user!r} to project {project!r}; try again.")
+    raise AccessError(f"Could not add user {quote(user)} to project {quote(project)}; try again.")
 
 
 def remove_member(project: str, user: str, *, engine: Engine) -> None:
@@ -189,7 +189,7 @@ def remove_member(project: str, user: str, *, engine: Engine) -> None:
         ).rowcount
     if not gone:
         raise NoSuchUserError(
-            f"User {user!r} is not a member of project {found.name!r}, so there is nothing to "
+            f"User {quote(user)} is not a member of project {found.name!r}, so there is nothing to "
             "remove. GET /api/users lists each user's projects."
         )
 
@@ -222,7 +222,7 @@ def not_visible(project: str, user: str) -> str:
     someone outside a project cannot learn its name.
     """
     return (
-        f"No labeling project {project!r} among the projects user {user!r} may see. "
+        f"No labeling project {quote(project)} among the projects user {quote(user)} may see. "
         "GET /api/projects lists them; a scientist can add you to a project "
         f"(POST /api/projects/{{name}}/members)."
     )
@@ -280,7 +280,7 @@ def set_role(name: str, role: str, *, engine: Engine) -> UserInfo:
     same there).
     """
     if role not in ROLES:
-        raise AccessError(f"Invalid role {role!r}: expected one of {list(ROLES)}.")
+        raise AccessError(f"Invalid role {quote(role)}: expected one of {list(ROLES)}.")
     with begin_write(engine) as conn:
         current = conn.execute(
             select(web_users.c.role).where(web_users.c.name == name)
@@ -293,7 +293,8 @@ def set_role(name: str, role: str, *, engine: Engine) -> UserInfo:
             ).all()
             if len(admins) <= 1:
                 raise LastAdminError(
-                    f"User {name!r} is the last admin: giving them the role {role!r} would "
+                    f"User {quote(name)} is the last admin: giving them the role {quote(role)} "
+                    "would "
                     "leave nobody to manage users. Make another user admin first "
                     f"(PATCH /api/users/<name> with role 'admin')."
                 )

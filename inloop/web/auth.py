@@ -32,7 +32,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from inloop.errors import InloopError
+from inloop.errors import InloopError, quote
 from inloop.store.db import begin_write, get_engine
 from inloop.web.tables import ROLES, web_sessions, web_tokens, web_users
 
@@ -125,7 +125,7 @@ def _engine(engine: Engine | None) -> Engine:
 
 def _check_role(role: object) -> str:
     if role not in ROLES:
-        raise AuthError(f"Invalid role {role!r}: expected one of {list(ROLES)}.")
+        raise AuthError(f"Invalid role {quote(role)}: expected one of {list(ROLES)}.")
     return str(role)
 
 
@@ -143,7 +143,7 @@ def create_user(
     True
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise AuthError(f"Invalid user name {name!r}: expected {_NAME_RULE}, such as 'ana'.")
+        raise AuthError(f"Invalid user name {quote(name)}: expected {_NAME_RULE}, such as 'ana'.")
     role = _check_role(role)
     token = secrets.token_urlsafe(32)
     now = _now()
@@ -167,7 +167,7 @@ def create_user(
 
 def _exists(name: str) -> UserExistsError:
     return UserExistsError(
-        f"A user named {name!r} already exists. Choose another name; an admin can give "
+        f"A user named {quote(name)} already exists. Choose another name; an admin can give "
         "the existing user a new token."
     )
 
@@ -177,7 +177,7 @@ def create_token(name: str, *, engine: Engine | None = None) -> str:
     token = secrets.token_urlsafe(32)
     with begin_write(_engine(engine)) as conn:
         if conn.execute(select(web_users.c.name).where(web_users.c.name == name)).first() is None:
-            raise AuthError(f"No user {name!r}. Create it first with create_user(name, role).")
+            raise AuthError(f"No user {quote(name)}. Create it first with create_user(name, role).")
         conn.execute(
             web_tokens.insert(),
             {"user": name, "token_hash": hash_secret(token), "created_at": _now()},
@@ -386,7 +386,7 @@ def require(role: str) -> Callable[..., object]:
             higher = list(ROLES[ROLES.index(role) :])
             raise HTTPException(
                 403,
-                f"This needs the role {role!r} or higher ({', '.join(higher)}); user "
+                f"This needs the role {quote(role)} or higher ({', '.join(higher)}); user "
                 f"{principal.name!r} has the role {principal.role!r}. Ask an admin to change it.",
             )
         return principal

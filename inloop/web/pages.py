@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from inloop.label.projects import LabelNotFoundError, Project, get_project
+from inloop.store.text import printable
 from inloop.web.access import may_see, visible_projects
 from inloop.web.auth import SESSION_COOKIE, User, request_engine, session_user
 
@@ -36,6 +37,8 @@ PREFETCH = 3
 RESERVED_KEYS = frozenset({"s", "u", "k", " "})
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# Text stored before lone surrogates were refused renders escaped, not as a 500.
+TEMPLATES.env.finalize = printable
 
 router = APIRouter(include_in_schema=False)
 
