@@ -129,8 +129,12 @@ class InputSpec:
 
     def wanted(self) -> str:
         """What the champion takes, in words."""
-        count = "numbers" if self.n_features is None else f"{self.n_features} numbers"
-        return f"The champion {self.model} takes each instance as a list of {count}"
+        if self.n_features is None:
+            return f"The champion {self.model} takes each instance as a list of numbers"
+        return (
+            f"The champion {self.model} takes each instance as a list of {self.n_features} "
+            f"numbers (the {self.n_features} features it was fitted on)"
+        )
 
 
 def _too_large(what: str, limit: int, name: str, limits: ResolvedLimits, fix: str) -> None:

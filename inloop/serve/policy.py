@@ -72,13 +72,13 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
-# At most 18 digits: a version number must fit the database's 64-bit integers.
-_REF = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,254})@([1-9][0-9]{0,17})")
+# At most 9 digits: a version number must fit the database's (32-bit) Integer column.
+_REF = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,254})@([1-9][0-9]{0,8})")
 _NAME_RULE = (
     "a name of 1 to 255 letters, digits, '_', '.' or '-', starting with a letter or digit, "
     "such as 'digits' or 'spam-filter'"
 )
-_REF_RULE = "a registered model version 'name@N' (N of at most 18 digits), such as 'digits@3'"
+_REF_RULE = "a registered model version 'name@N' (N of at most 9 digits), such as 'digits@3'"
 
 
 class PolicyError(ServeError):

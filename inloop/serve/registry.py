@@ -48,7 +48,7 @@ from inloop.serve.models import (
 )
 from inloop.serve.tables import MODEL_KINDS, serve_model_versions, serve_models
 from inloop.store.db import begin_write, get_engine
-from inloop.store.text import INT64_MAX
+from inloop.store.text import INT32_MAX
 
 if TYPE_CHECKING:
     from inloop.flow.client import DataArtifact
@@ -389,11 +389,11 @@ def _check_version(version: object) -> int | None:
     if (
         isinstance(version, bool)
         or not isinstance(version, int | np.integer)
-        or not 1 <= version <= INT64_MAX
+        or not 1 <= version <= INT32_MAX
     ):
         raise ServeError(
-            f"A model version must be an int from 1 to {INT64_MAX} (64 bits), or None for the "
-            f"latest. Got {quote(version)}."
+            f"A model version must be an int from 1 to {INT32_MAX}, or None for the latest. "
+            f"Got {quote(version)}."
         )
     return int(version)
 

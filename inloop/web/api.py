@@ -36,7 +36,7 @@ from inloop.label.annotations import current_query, derive_current
 from inloop.label.items import _COLUMNS as _ITEM_COLUMNS
 from inloop.label.items import Item
 from inloop.label.tables import label_annotations, label_items
-from inloop.store.text import INT64_MAX
+from inloop.store.text import INT32_MAX
 from inloop.web import schemas as s
 from inloop.web.access import add_member, require_project_access, visible_projects
 from inloop.web.access import router as access_router
@@ -171,7 +171,7 @@ def get_item_page(
     caller: Member,
     db: DB,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> dict[str, Any]:
     """One page of a project's items in id order, with their current labels."""
     project = get_project(name, engine=db)
@@ -356,7 +356,7 @@ def get_reviews(
 @router.post("/projects/{name}/reviews/{review_id}/decision")
 def post_decision(
     name: str,
-    review_id: Annotated[int, Path(ge=1, le=INT64_MAX)],
+    review_id: Annotated[int, Path(ge=1, le=INT32_MAX)],
     body: s.DecisionRequest,
     caller: ReviewerMember,
     db: DB,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inloop.label.items import MAX_NOTE_CHARS
-from inloop.store.text import INT32_MAX, INT64_MAX
+from inloop.store.text import INT32_MAX
 
 __all__ = [
     "AnnotationCreated",
@@ -104,7 +104,7 @@ class AnnotationRequest(_Request):
     of them, null to skip) instead of ``label``; exactly one of them is sent.
     """
 
-    item_id: int = Field(ge=1, le=INT64_MAX)
+    item_id: int = Field(ge=1, le=INT32_MAX)
     label: str | None = None
     labels: list[str] | None = None
     seconds: float | None = Field(None, ge=0, allow_inf_nan=False)

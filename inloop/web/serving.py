@@ -220,8 +220,8 @@ class FeedbackRequest(_Body):
 class PromoteRequest(_Body):
     model: str = Field(
         description="The registered model version to make champion, 'name@N'.",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}@[1-9][0-9]{0,17}$",
-        max_length=275,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}@[1-9][0-9]{0,8}$",
+        max_length=265,
     )
     reason: str = Field(min_length=1, description="Why: recorded with the new revision.")
     keep_old_champion: bool = True

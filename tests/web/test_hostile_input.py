@@ -358,6 +358,11 @@ def test_integers_past_64_bits_are_refused(
     before = _tables(engine)
     cases = [
         ("POST", f"/api/projects/{project}/annotations", {"item_id": BIG, "label": "bug"}),
+        # Past 32 bits: ids are Integer columns, 32 bits on PostgreSQL.
+        ("POST", f"/api/projects/{project}/annotations", {"item_id": 2**35, "label": "bug"}),
+        ("POST", f"/api/projects/{project}/reviews/{2**35}/decision", {"decision": "keep"}),
+        ("POST", "/v1/services/digits/promote", {"model": f"digits@{2**35}", "reason": "r"}),
+        ("GET", f"/api/projects/{project}/items?offset={2**35}", None),
         ("POST", "/api/projects", {"name": "p5", "classes": ["a", "b"], "overlap": BIG}),
         ("POST", "/v1/services/digits/promote", {"model": f"digits@{BIG}", "reason": "r"}),
         ("POST", "/v1/services/digits/rollback", {"reason": "r", "to_revision": BIG}),
