@@ -37,6 +37,7 @@ from inloop.serve.policy import (
     rollback,
 )
 from inloop.serve.rendezvous import NoAnswerError, Rendezvous
+from inloop.store.text import INT32_MAX
 from inloop.web.auth import (
     Principal,
     User,
@@ -47,7 +48,6 @@ from inloop.web.auth import (
     request_engine,
     require,
 )
-from inloop.store.text import INT32_MAX
 from inloop.web.edge import BODY_LIMIT_KEY, JSON_KEY
 
 __all__ = ["TOKEN_CACHE_SECONDS", "router"]
