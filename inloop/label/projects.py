@@ -157,9 +157,13 @@ def _check_classes(classes: object) -> tuple[LabelClass, ...]:
 
 
 def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_INT:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise LabelError(
-            f"The {name!r} parameter of create_project must be an int from 1 to {_MAX_INT}. "
+            f"The {name!r} parameter of create_project must be an int >= 1. Got {quote(value)}."
+        )
+    if value > _MAX_INT:
+        raise LabelError(
+            f"The {name!r} parameter of create_project must be at most {_MAX_INT}. "
             f"Got {quote(value)}."
         )
     return value

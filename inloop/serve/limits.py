@@ -28,7 +28,7 @@ features).
 >>> check_instances([[1, 2]] * 3, limits)
 Traceback (most recent call last):
 ...
-inloop.serve.limits.RequestTooLargeError: The request carries 3 instances; ...
+inloop.serve.limits.RequestTooLargeError: The request carries 3 instances, over the limit of 2 ...
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class InputSpec:
             return f"The champion {self.model} takes each instance as a list of numbers"
         return (
             f"The champion {self.model} takes each instance as a list of {self.n_features} "
-            f"numbers (the {self.n_features} features it was fitted on)"
+            f"numbers (it was fitted on {self.n_features} features)"
         )
 
 

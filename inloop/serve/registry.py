@@ -392,8 +392,8 @@ def _check_version(version: object) -> int | None:
         or not 1 <= version <= INT32_MAX
     ):
         raise ServeError(
-            f"A model version must be an int from 1 to {INT32_MAX}, or None for the latest. "
-            f"Got {quote(version)}."
+            f"A model version must be an int >= 1 (at most {INT32_MAX}), or None for the "
+            f"latest. Got {quote(version)}."
         )
     return int(version)
 
