@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from sqlalchemy import Engine, func, select
 
+from inloop.errors import quote
 from inloop.label import (
     LabelError,
     Lease,
@@ -238,7 +239,8 @@ def post_annotation(name: str, body: s.AnnotationRequest, caller: Member, db: DB
             status_code=422,
             detail=(
                 f"Project {name!r} is {project.task_type.replace('_', '-')}: send {wanted}, "
-                f"not {sent!r} = {getattr(body, sent)!r}. Classes: {list(project.class_names)}."
+                f"not {sent!r} = {quote(getattr(body, sent))}. Classes: "
+                f"{list(project.class_names)}."
             ),
         )
     answer: Any = body.labels if multi else body.label

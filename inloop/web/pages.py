@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from inloop.errors import quote as quote_value
 from inloop.label.projects import LabelNotFoundError, Project, get_project
 from inloop.store.text import printable
 from inloop.web.access import may_see, visible_projects
@@ -138,7 +139,7 @@ def _not_found(request: Request, user: User, csrf: str, name: str) -> HTMLRespon
             "user": user,
             "csrf_token": csrf,
             "heading": "No such project",
-            "message": f"There is no labeling project named {name!r}. "
+            "message": f"There is no labeling project named {quote_value(name)}. "
             "Pick one from the project list.",
         },
         status_code=404,
