@@ -1,7 +1,8 @@
 """Every exception inloop raises on purpose.
 
-Each message names the value that was wrong, what would be accepted, and the
-next thing to try. Catch ``InloopError`` to catch them all::
+Each message names the value that was wrong (quoted with :func:`quote`, at
+most a couple of hundred characters), what would be accepted, and the next
+thing to try. Catch ``InloopError`` to catch them all::
 
     InloopError
     ├── ConfigError                 a setting or inloop.toml value is invalid
@@ -29,7 +30,8 @@ next thing to try. Catch ``InloopError`` to catch them all::
     │   ├── ModelNotFoundError      no model or version by that name
     │   ├── policy.PolicyError      a policy or a change to it is invalid
     │   ├── policy.ServiceNotFoundError  no service by that name
-    │   ├── rendezvous.InvalidRequestError  the instances do not fit (HTTP 400)
+    │   ├── limits.InvalidRequestError  the instances do not fit (HTTP 400)
+    │   │   └── limits.RequestTooLargeError  past a service's limits (HTTP 413)
     │   ├── rendezvous.NoAnswerError  no model answered and the fallback failed (HTTP 503)
     │   └── archive.RequestNotFoundError  no archived request with that id
     ├── web.auth.AuthError, web.auth.UserExistsError, web.access.AccessError,
