@@ -27,6 +27,7 @@ pages, the serving fast path). In one place, for every route:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -44,6 +45,12 @@ BODY_LIMIT_KEY = "inloop.body_limit"
 #: ``scope`` key under which the checked JSON body is left for the serving fast path.
 JSON_KEY = "inloop.json"
 _BODY_SETTING = "the setting INLOOP_MAX_BODY_BYTES"
+# What a JSON body must hold for its parsed value to break a rule: a \u escape (NUL, a
+# surrogate), a raw surrogate's lead byte (Python's JSON reads them) or NUL (UTF-16 bodies),
+# 19 digits in a row (past 64 bits, or a float that overflows), a large exponent, NaN or
+# Infinity. A body with none of them, and fewer brackets than the depth limit, is not walked:
+# the common predict body costs a regular expression, not a walk of every number.
+_RISKY = re.compile(rb"\\u|[\x00\xed]|[0-9]{19}|[eE][+-]?[0-9]{3}|NaN|Infinity")
 
 
 class RequestRefused(HTTPException):
@@ -143,7 +150,9 @@ class _Body:
             ) from None
         except ValueError:
             return  # not JSON: the route says what it expected
-        found = find_unstorable(data, max_depth=depth, numbers=True)
+        found = None
+        if _RISKY.search(body) is not None or body.count(b"[") + body.count(b"{") > depth:
+            found = find_unstorable(data, max_depth=depth, numbers=True)
         if found is not None:
             where = repr(found.where) if found.path else "(the whole body)"
             problem = found.problem
