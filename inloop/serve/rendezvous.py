@@ -399,16 +399,21 @@ class Rendezvous:
     async def limits(self, service: str) -> ResolvedLimits:
         """The limits of ``service``'s requests (the settings' defaults for an unknown one).
 
-        Loads the service's policy if it is not loaded yet, so a web server
+        Reads the service's policy if it is not loaded yet, so a web server
         knows the body limit before it reads the body.
         """
         known = self._live.get(service)
         if known is not None:
             return known.limits
+        # Read, not loaded: a name that is no service must leave nothing behind here.
+        return await asyncio.to_thread(self._read_limits, service)
+
+    def _read_limits(self, service: str) -> ResolvedLimits:
         try:
-            return (await self.live(service)).limits
+            policy = current_policy(service, engine=self.engine).policy
         except ServeError:
             return Limits().resolved()  # the request gets its 404 (or 400) where it is answered
+        return (policy.limits or Limits()).resolved()
 
     # --- requests -------------------------------------------------------------------------
 

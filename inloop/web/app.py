@@ -205,7 +205,7 @@ def _error_response(exc: Exception) -> JSONResponse:
     status = _status(exc) if isinstance(exc, InloopError) else 500
     detail = str(exc)
     if len(detail) > _MAX_DETAIL:
-        detail = quote(detail, _MAX_DETAIL)[1:]
+        detail = f"{detail[:_MAX_DETAIL]}… (a message of {len(detail):,} characters, cut)"
     return SafeJSONResponse({"detail": detail}, status_code=status)
 
 

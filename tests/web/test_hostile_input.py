@@ -57,12 +57,15 @@ def project(engine: Engine, admin: dict[str, str], app_client: TestClient) -> st
     return "tickets"
 
 
-@pytest.fixture
-def digits_service(engine: Engine) -> str:
+@pytest.fixture(scope="module")
+def digits_model() -> LogisticRegression:
     X, y = load_digits(return_X_y=True)
-    champion = register(
-        LogisticRegression(max_iter=300).fit(X[:400] / 16.0, y[:400]), name="digits", engine=engine
-    ).ref
+    return LogisticRegression(max_iter=300).fit(X[:400] / 16.0, y[:400])
+
+
+@pytest.fixture
+def digits_service(engine: Engine, digits_model: LogisticRegression) -> str:
+    champion = register(digits_model, name="digits", engine=engine).ref
     create_service(
         "digits",
         {"champion": champion, "fallback": {"label": 0}, "schedule": {"deadline_ms": 5000}},
