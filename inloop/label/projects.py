@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from inloop.errors import InloopError, quote
 from inloop.label.tables import TASK_TYPES, label_projects
 from inloop.store.db import begin_write, get_engine
-from inloop.store.text import INT32_MAX, find_unstorable
+from inloop.store.text import INT32_MAX, unstorable_message
 
 __all__ = [
     "LabelClass",
@@ -180,13 +180,9 @@ def check_storable(value: object, field: str) -> None:
     ...
     inloop.label.projects.LabelError: The field "items[0]['text']" contains a NUL character ...
     """
-    found = find_unstorable(value)
-    if found is None:
-        return
-    where = field + "".join(f"[{p!r}]" for p in found.path)
-    raise LabelError(
-        f"The field {where!r} {found.problem}. Got {quote(found.value, 80)}; nothing was stored."
-    )
+    message = unstorable_message(value, field)
+    if message is not None:
+        raise LabelError(message)
 
 
 def _check_settings(settings: object) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from inloop.serve.models import ModelNotFoundError, ServeError
 from inloop.serve.registry import get_version
 from inloop.serve.tables import serve_policies, serve_services
 from inloop.store.db import begin_write, get_engine
+from inloop.store.text import unstorable_message
 
 __all__ = [
     "Action",
@@ -407,7 +408,14 @@ def _check_text(value: object, what: str, action: str) -> str:
             f"The '{what}' of {action} is required: a non-empty string saying "
             f"{'who made the change' if what != 'reason' else 'why'}. Got {quote(value)}."
         )
+    _check_storable(value, what)
     return value
+
+
+def _check_storable(value: object, what: str) -> None:
+    message = unstorable_message(value, what)
+    if message is not None:
+        raise PolicyError(message)
 
 
 def _check_registered(policy: Policy, engine: Engine) -> None:
@@ -555,6 +563,7 @@ def create_service(
     """
     name = _check_name(name)
     checked = as_policy(policy)
+    _check_storable(checked.model_dump(mode="json"), "policy")
     created_by = _check_text(created_by, "created_by", "create_service")
     reason = _check_text(reason, "reason", "create_service")
     if description is not None and not isinstance(description, str):
@@ -562,6 +571,8 @@ def create_service(
             f"The 'description' of create_service must be a string or None. "
             f"Got {quote(description)}."
         )
+    if description is not None:
+        _check_storable(description, "description")
     eng = _engine(engine)
     _check_registered(checked, eng)
     exists = PolicyError(
@@ -621,6 +632,7 @@ def set_policy(
     """Replace the service's policy with ``policy``, as a new revision; returns it."""
     service = _check_name(service)
     checked = as_policy(policy)
+    _check_storable(checked.model_dump(mode="json"), "policy")
     by = _check_text(by, "by", "set_policy")
     reason = _check_text(reason, "reason", "set_policy")
     eng = _engine(engine)

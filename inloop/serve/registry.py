@@ -48,7 +48,7 @@ from inloop.serve.models import (
 )
 from inloop.serve.tables import MODEL_KINDS, serve_model_versions, serve_models
 from inloop.store.db import begin_write, get_engine
-from inloop.store.text import INT32_MAX
+from inloop.store.text import INT32_MAX, unstorable_message
 
 if TYPE_CHECKING:
     from inloop.flow.client import DataArtifact
@@ -159,13 +159,21 @@ def _check_metrics(metrics: object) -> dict[str, Any]:
             f"The 'metrics' of register must be {accepted} (finite numbers, no NaN). "
             f"Got {quote(metrics)} ({exc})."
         ) from None
+    _check_storable(result, "metrics")
     return result
 
 
 def _check_optional_text(value: object, what: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ServeError(f"The '{what}' of register must be a string or None. Got {quote(value)}.")
+    _check_storable(value, what)
     return value
+
+
+def _check_storable(value: object, what: str) -> None:
+    message = unstorable_message(value, what)
+    if message is not None:
+        raise ServeError(message)
 
 
 def _snapshot_id(snapshot: object) -> int | None:

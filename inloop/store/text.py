@@ -28,6 +28,7 @@ __all__ = [
     "find_unstorable",
     "printable",
     "text_problem",
+    "unstorable_message",
 ]
 
 INT64_MAX = 2**63 - 1
@@ -159,3 +160,21 @@ def _scalar_problem(value: object, numbers: bool) -> str | None:
             "number, or a string if it is an identifier"
         )
     return None
+
+
+def unstorable_message(value: object, field: str) -> str | None:
+    """The error message for text in ``value`` no database can store, or None when it can.
+
+    ``field`` names ``value``; the message adds the path inside it. Each part
+    raises it as its own error (``LabelError``, ``PolicyError``...).
+
+    >>> unstorable_message({"text": "a\\x00"}, "items[0]")[:53]
+    'The field "items[0][\\'text\\']" contains a NUL character'
+    """
+    from inloop.errors import quote
+
+    found = find_unstorable(value)
+    if found is None:
+        return None
+    where = field + "".join(f"[{p!r}]" for p in found.path)
+    return f"The field {where!r} {found.problem}. Got {quote(found.value, 80)}; nothing was stored."

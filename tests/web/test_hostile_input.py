@@ -419,3 +419,25 @@ def test_errors_quote_at_most_a_few_hundred_characters_of_a_value(
         assert 400 <= response.status_code < 500, response.status_code
         assert len(response.text) < 2_000, response.text[:300]
         assert "LLLL" in response.text and "characters" in response.text
+
+
+def test_serving_functions_refuse_unstorable_text(engine: Engine) -> None:
+    from inloop.serve import promote
+    from inloop.serve.models import ServeError
+
+    with pytest.raises(ServeError, match="NUL"):
+        register(MajorityClass(["a", "b"], [1, 2]), name="m", note=NUL, engine=engine)
+    with pytest.raises(ServeError, match="surrogate"):
+        register(MajorityClass(["a", "b"], [1, 2]), name="m", metrics={SURROGATE: 1}, engine=engine)
+    ref = register(MajorityClass(["a", "b"], [1, 2]), name="m", engine=engine).ref
+    policy = {"champion": ref, "fallback": {"label": "a"}}
+    with pytest.raises(ServeError, match="reason"):
+        create_service("s", policy, created_by="a", reason=NUL, engine=engine)
+    with pytest.raises(ServeError, match=r"policy\['fallback'\]\['label'\]"):
+        create_service(
+            "s", {**policy, "fallback": {"label": NUL}}, created_by="a", reason="r", engine=engine
+        )
+    create_service("s", policy, created_by="a", reason="r", engine=engine)
+    ref2 = register(MajorityClass(["a", "b"], [2, 1]), name="m", engine=engine).ref
+    with pytest.raises(ServeError, match="surrogate"):
+        promote("s", ref2, by=SURROGATE, reason="r", engine=engine)
