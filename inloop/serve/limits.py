@@ -145,6 +145,10 @@ def _too_large(what: str, limit: int, name: str, limits: ResolvedLimits, fix: st
 
 def _leaves(instance: object) -> int:
     """How many numbers a (nested) list holds, counted without recursion."""
+    if type(instance) is not list:
+        return 1
+    if not instance or type(instance[0]) is not list:
+        return len(instance)  # a row (numpy refuses one that holds lists further on)
     count, stack = 0, [instance]
     while stack:
         value = stack.pop()

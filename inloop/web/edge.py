@@ -27,7 +27,6 @@ pages, the serving fast path). In one place, for every route:
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -38,19 +37,34 @@ from starlette.routing import Match
 from inloop.errors import quote
 from inloop.store.text import find_unstorable, text_problem
 
-__all__ = ["BODY_LIMIT_KEY", "JSON_KEY", "InputEdge", "RequestRefused"]
+__all__ = ["BODY_LIMIT_KEY", "JSON_KEY", "InputEdge", "RequestRefused", "risky"]
 
 #: ``scope`` key for a route's own body limit: ``(bytes, "where the limit comes from")``.
 BODY_LIMIT_KEY = "inloop.body_limit"
 #: ``scope`` key under which the checked JSON body is left for the serving fast path.
 JSON_KEY = "inloop.json"
 _BODY_SETTING = "the setting INLOOP_MAX_BODY_BYTES"
-# What a JSON body must hold for its parsed value to break a rule: a \u escape (NUL, a
+# What a JSON body must hold for its parsed value to break a rule: a \\u escape (NUL, a
 # surrogate), a raw surrogate's lead byte (Python's JSON reads them) or NUL (UTF-16 bodies),
-# 19 digits in a row (past 64 bits, or a float that overflows), a large exponent, NaN or
-# Infinity. A body with none of them, and fewer brackets than the depth limit, is not walked:
-# the common predict body costs a regular expression, not a walk of every number.
-_RISKY = re.compile(rb"\\u|[\x00\xed]|[0-9]{19}|[eE][+-]?[0-9]{3}|NaN|Infinity")
+# 19 digits in a row (past 64 bits, or a float that overflows), a three-digit exponent, NaN
+# or Infinity. A body with none of them, and fewer brackets than the depth limit, is not
+# walked: the common predict body costs a few byte searches, not a walk of every number.
+_DIGITS = bytes.maketrans(b"0123456789E", b"9999999999e")
+_MARKERS = (b"\\u", b"\x00", b"\xed", b"9" * 19, b"e999", b"e+999", b"e-999", b"NaN", b"Infinity")
+
+
+def risky(body: bytes, max_depth: int) -> bool:
+    """Whether the JSON ``body`` may hold a value :func:`find_unstorable` refuses.
+
+    False means it certainly does not (so it need not be walked).
+
+    >>> risky(b'{"instance": [0.5, 1e-05]}', 32), risky(b'{"a": "\\\\u0000"}', 32)
+    (False, True)
+    """
+    if body.count(b"[") + body.count(b"{") > max_depth:
+        return True
+    marked = body.translate(_DIGITS)
+    return any(marker in marked for marker in _MARKERS)
 
 
 class RequestRefused(HTTPException):
@@ -151,7 +165,7 @@ class _Body:
         except ValueError:
             return  # not JSON: the route says what it expected
         found = None
-        if _RISKY.search(body) is not None or body.count(b"[") + body.count(b"{") > depth:
+        if risky(body, depth):
             found = find_unstorable(data, max_depth=depth, numbers=True)
         if found is not None:
             where = repr(found.where) if found.path else "(the whole body)"
@@ -179,18 +193,11 @@ class InputEdge:
             await _answer(refused, scope, receive, send)
             return
         body = _Body(self, scope, receive)
-        started = False
-
-        async def watch(message: Any) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
         try:
-            await self.app(scope, body.receive, watch)
+            await self.app(scope, body.receive, send)
         except RequestRefused as exc:
-            if started:
-                raise
+            # Raised while the body was read (by the serving fast path: a route answers
+            # its own), so before any answer began.
             await _answer(exc, scope, receive, send)
 
 

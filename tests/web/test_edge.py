@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inloop.store.text import find_unstorable
-from inloop.web.edge import _RISKY
+from inloop.web.edge import risky
 
 DEPTH = 6
 
@@ -35,7 +36,7 @@ _values = st.recursive(
 
 
 def _walked(body: bytes) -> bool:
-    return _RISKY.search(body) is not None or body.count(b"[") + body.count(b"{") > DEPTH
+    return risky(body, DEPTH)
 
 
 @settings(max_examples=400, database=None, derandomize=True)
@@ -51,3 +52,25 @@ def test_plain_predict_bodies_are_not_walked() -> None:
     row = [0.1 * i for i in range(64)]
     assert not _walked(json.dumps({"instance": row}).encode())
     assert not _walked(json.dumps({"instance": "a short text, in English"}).encode())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[1e999]",
+        b"[-1E+400]",
+        b"[1" + b"0" * 400 + b".5]",
+        b"[123456789012345678901]",
+        b"[NaN]",
+        b"[-Infinity]",
+        b'["\\u0000"]',
+        b'{"\\ud800": 1}',
+        b'["\xed\xa0\x80"]',  # a raw surrogate, which Python's JSON reads
+        '["\ud800"]'.encode("utf-16", "surrogatepass"),
+        b"[" * 7 + b"]" * 7,
+    ],
+)
+def test_hand_written_bodies_that_break_a_rule_are_walked(body: bytes) -> None:
+    parsed = json.loads(body)
+    assert find_unstorable(parsed, max_depth=DEPTH, numbers=True) is not None
+    assert _walked(body)
