@@ -33,7 +33,7 @@ schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
 
 FUZZ_SEED = int(os.environ.get("INLOOP_FUZZ_SEED", "20260"))
-EXAMPLES = int(os.environ.get("INLOOP_FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("INLOOP_FUZZ_EXAMPLES", "10"))
 #: Tables a request may touch without changing anything a user sees (tokens' last use).
 _VOLATILE = {"alembic_version", "web_tokens", "web_sessions"}
 PROJECT, SERVICE = "tickets", "digits"
