@@ -1,7 +1,8 @@
 """Every exception inloop raises on purpose.
 
-Each message names the value that was wrong, what would be accepted, and the
-next thing to try. Catch ``InloopError`` to catch them all::
+Each message names the value that was wrong (quoted with :func:`quote`, at
+most a couple of hundred characters), what would be accepted, and the next
+thing to try. Catch ``InloopError`` to catch them all::
 
     InloopError
     ├── ConfigError                 a setting or inloop.toml value is invalid
@@ -31,7 +32,8 @@ next thing to try. Catch ``InloopError`` to catch them all::
     │   ├── ModelNotFoundError      no model or version by that name
     │   ├── policy.PolicyError      a policy or a change to it is invalid
     │   ├── policy.ServiceNotFoundError  no service by that name
-    │   ├── rendezvous.InvalidRequestError  the instances do not fit (HTTP 400)
+    │   ├── limits.InvalidRequestError  the instances do not fit (HTTP 400)
+    │   │   └── limits.RequestTooLargeError  past a service's limits (HTTP 413)
     │   ├── rendezvous.NoAnswerError  no model answered and the fallback failed (HTTP 503)
     │   ├── destinations.DestinationRefusedError  a webhook URL leads to a private address
     │   └── archive.RequestNotFoundError  no archived request with that id
@@ -42,6 +44,47 @@ next thing to try. Catch ``InloopError`` to catch them all::
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "ArtifactNotFoundError",
+    "ClientError",
+    "ConfigError",
+    "FlowDefinitionError",
+    "FlowError",
+    "InloopError",
+    "NamespaceMismatchError",
+    "NotFoundError",
+    "ParameterError",
+    "ResourceUnavailableError",
+    "ResumeError",
+    "SchemaError",
+    "StoreError",
+    "TaskFailedError",
+    "quote",
+]
+
+#: How many characters of a value an error message quotes at most.
+QUOTE_CHARS = 200
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters.
+
+    A value a user sent may be megabytes long; a message quotes its start and
+    says how long it was, so the answer stays small and still shows which value
+    it was.
+
+    >>> quote("cat")
+    "'cat'"
+    >>> quote("x" * 1000, limit=12)
+    "'xxxxxxxxxxx… (1,000 characters in all)"
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[: limit - 1]!r}"[:-1] + f"… ({len(value):,} characters in all)"
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"… ({len(text):,} characters in all)"
 
 
 class InloopError(Exception):

@@ -83,6 +83,37 @@ class Settings(BaseSettings):
         default="100/minute",
         description="Failed sign-ins allowed from all addresses together.",
     )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the web app reads, in bytes (predict: see below).",
+    )
+    max_json_depth: int = Field(
+        default=32,
+        ge=2,
+        le=1000,
+        description="How deep lists and objects may nest in a JSON request body.",
+    )
+    max_predict_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest predict request body, in bytes; a service's policy may set its own.",
+    )
+    max_predict_instances: int = Field(
+        default=10_000, ge=1, description="Most instances one predict request may carry."
+    )
+    max_instance_bytes: int = Field(
+        default=64 * 1024,
+        ge=8,
+        description="Largest instance, in bytes of the array models get (8 a number, "
+        "4 a character of text).",
+    )
+    max_batch_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=8,
+        description="Largest array a predict request's instances make (texts are padded "
+        "to the longest one).",
+    )
     require_services: bool = Field(
         default=False, description="Tests fail instead of skipping when a service is missing."
     )

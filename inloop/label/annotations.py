@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, select, update
 
+from inloop.errors import quote
 from inloop.label.items import ItemRef, load_item
 from inloop.label.projects import (
     LabelError,
@@ -40,6 +41,7 @@ from inloop.label.projects import (
     _engine,
     _now,
     check_finite,
+    check_storable,
     load_project,
 )
 from inloop.label.tables import ORIGINS, label_annotations, label_assignments, label_items
@@ -120,7 +122,7 @@ def check_label(project: Project, label: object) -> str | None:
     if project.task_type == "multi_label":
         raise LabelError(
             f"Project {project.name!r} is multi-label: give a list of classes (a subset of "
-            f"{list(project.class_names)}), not the single label {label!r}."
+            f"{list(project.class_names)}), not the single label {quote(label)}."
         )
     if isinstance(label, list | tuple | Set):
         raise LabelError(
@@ -147,7 +149,7 @@ def _one_class(project: Project, label: object) -> str:
         except ImportError:  # pragma: no cover - numpy is a dependency
             pass
     raise LabelError(
-        f"Label {label!r} is not a class of project {project.name!r}. "
+        f"Label {quote(label)} is not a class of project {project.name!r}. "
         f"Accepted: {list(names)}, or None to skip."
     )
 
@@ -162,18 +164,20 @@ def check_labels(project: Project, labels: object) -> tuple[str, ...] | None:
     if project.task_type != "multi_label":
         raise LabelError(
             f"Project {project.name!r} is {project.task_type}: give one class among "
-            f"{list(project.class_names)}, not a set of classes {labels!r}."
+            f"{list(project.class_names)}, not a set of classes {quote(labels)}."
         )
     if isinstance(labels, str | bytes) or not isinstance(labels, list | tuple | Set):
         raise LabelError(
             f"Project {project.name!r} is multi-label: give a list of classes (a subset of "
-            f"{list(project.class_names)}, [] for none of them) or None to skip. Got {labels!r}."
+            f"{list(project.class_names)}, [] for none of them) or None to skip. "
+            f"Got {quote(labels)}."
         )
     checked = set()
     for entry in labels:
         if isinstance(entry, list | tuple | Set):
             raise LabelError(
-                f"Invalid class {entry!r} in the labels {labels!r} of project {project.name!r}: "
+                f"Invalid class {quote(entry)} in the labels {quote(labels)} "
+                f"of project {project.name!r}: "
                 f"each must be one of {list(project.class_names)}."
             )
         checked.add(_one_class(project, entry))
@@ -191,14 +195,17 @@ def _check_annotator(annotator: object) -> str:
     if not isinstance(annotator, str) or not annotator.strip() or len(annotator) > _MAX_ANNOTATOR:
         raise LabelError(
             f"The 'annotator' parameter must be a non-empty string of at most {_MAX_ANNOTATOR} "
-            f"characters, such as a user name or a model name. Got {annotator!r}."
+            f"characters, such as a user name or a model name. Got {quote(annotator)}."
         )
+    check_storable(annotator, "annotator")
     return annotator
 
 
 def _check_origin(origin: object) -> str:
     if origin not in ORIGINS:
-        raise LabelError(f"The 'origin' parameter must be one of {list(ORIGINS)}. Got {origin!r}.")
+        raise LabelError(
+            f"The 'origin' parameter must be one of {list(ORIGINS)}. Got {quote(origin)}."
+        )
     return str(origin)
 
 
@@ -223,14 +230,18 @@ def event_row(
     origin = _check_origin(origin)
     if skipped and origin != "human":
         raise LabelError(
-            f"Only people skip: an annotation with origin {origin!r} needs a label, one of "
+            f"Only people skip: an annotation with origin {quote(origin)} needs a label, one of "
             f"{list(project.class_names)}."
         )
     secs = None if seconds is None else check_finite("seconds", seconds, "annotate")
     if secs is not None and secs < 0:
-        raise LabelError(f"The 'seconds' parameter of annotate must be >= 0. Got {seconds!r}.")
+        raise LabelError(f"The 'seconds' parameter of annotate must be >= 0. Got {quote(seconds)}.")
     if reason is not None and not isinstance(reason, str):
-        raise LabelError(f"The 'reason' parameter of annotate must be a string. Got {reason!r}.")
+        raise LabelError(
+            f"The 'reason' parameter of annotate must be a string. Got {quote(reason)}."
+        )
+    if reason is not None:
+        check_storable(reason, "reason")
     return {
         "item_id": item_id,
         "project_id": project.project_id,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.exc import IntegrityError
 
+from inloop.errors import quote
 from inloop.label.projects import (
     LabelError,
     LabelNotFoundError,
@@ -38,6 +39,7 @@ from inloop.label.projects import (
     _engine,
     _now,
     check_finite,
+    check_storable,
     load_project,
 )
 from inloop.label.tables import ITEM_KINDS, label_items
@@ -104,7 +106,7 @@ def _item_from_row(row: Row[Any]) -> Item:
 
 
 def _normalize_payload(kind: str, payload: object, external_id: str) -> dict[str, Any]:
-    where = f"item {external_id!r}"
+    where = f"item {quote(external_id)}"
     if kind == "text":
         if isinstance(payload, str):
             return {"text": payload}
@@ -147,6 +149,7 @@ def _normalize(
     """The row for one item, and its payload when it must go to the artifact store."""
     if not isinstance(entry, Mapping):
         raise LabelError(f"Item #{index} is {entry!r:.80}, not a dict. {_ACCEPTED}")
+    check_storable(dict(entry), f"items[{index}]")
     fields = dict(entry)
     shorthand = [k for k in _SHORTHANDS if k in fields]
     if shorthand:
@@ -164,21 +167,22 @@ def _normalize(
         external_id = str(external_id)
     if not isinstance(external_id, str) or not external_id or len(external_id) > _MAX_EXTERNAL_ID:
         raise LabelError(
-            f"Item #{index} has external_id {external_id!r}: expected a non-empty string of at "
-            f"most {_MAX_EXTERNAL_ID} characters (an int is turned into its string). {_ACCEPTED}"
+            f"Item #{index} has external_id {quote(external_id)}: expected a non-empty string "
+            f"of at most {_MAX_EXTERNAL_ID} characters (an int is turned into its string). "
+            f"{_ACCEPTED}"
         )
     kind = fields.get("kind")
     if kind not in ITEM_KINDS:
         raise LabelError(
-            f"Item {external_id!r} has kind {kind!r}: expected one of {list(ITEM_KINDS)}."
+            f"Item {quote(external_id)} has kind {quote(kind)}: expected one of {list(ITEM_KINDS)}."
         )
     payload_key = fields.get("payload_key")
     raw_payload = fields.get("payload")
     if payload_key is not None:
         if not isinstance(payload_key, str) or not _KEY.fullmatch(payload_key):
             raise LabelError(
-                f"Item {external_id!r} has payload_key {payload_key!r}: expected the 64 hex "
-                "digits of an artifact key (ArtifactStore.put(...).key)."
+                f"Item {quote(external_id)} has payload_key {quote(payload_key)}: expected the "
+                "64 hex digits of an artifact key (ArtifactStore.put(...).key)."
             )
         payload = (
             None if raw_payload is None else _normalize_payload(kind, raw_payload, external_id)
@@ -188,10 +192,10 @@ def _normalize(
     source = fields.get("source", "import")
     if not isinstance(source, str) or not source or len(source) > _MAX_SOURCE:
         raise LabelError(
-            f"Item {external_id!r} has source {source!r}: expected a non-empty string of at most "
-            f"{_MAX_SOURCE} characters such as 'import', 'production' or 'audit'."
+            f"Item {quote(external_id)} has source {quote(source)}: expected a non-empty string "
+            f"of at most {_MAX_SOURCE} characters such as 'import', 'production' or 'audit'."
         )
-    priority = check_finite("priority", fields.get("priority", 0.0), f"item {external_id!r}")
+    priority = check_finite("priority", fields.get("priority", 0.0), f"item {quote(external_id)}")
     note = _check_note(fields.get("note"), external_id)
     large = None
     if payload is not None:
@@ -199,7 +203,7 @@ def _normalize(
             size = len(json.dumps(payload, allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise LabelError(
-                f"The payload of item {external_id!r} is not JSON ({exc}). Use str, number, "
+                f"The payload of item {quote(external_id)} is not JSON ({exc}). Use str, number, "
                 "bool, list and dict values, or store it as an artifact and pass payload_key."
             ) from None
         if size > MAX_INLINE_PAYLOAD_BYTES and payload_key is None:
@@ -229,7 +233,7 @@ def _check_note(note: object, external_id: str) -> str | None:
     else:
         got, fix = f"{note!r:.80} ({type(note).__name__})", "Give it as a string"
     raise LabelError(
-        f"Item {external_id!r} has note {got}: expected None or a non-blank string of at most "
+        f"Item {quote(external_id)} has note {got}: expected None or a non-blank string of at most "
         f"{MAX_NOTE_CHARS} characters (shown to labelers: why the item is in the queue). "
         f"{fix} or leave it out; nothing was added."
     )
@@ -366,12 +370,12 @@ def load_item(conn: Connection, item: ItemRef, project: ProjectRef | None = None
     elif isinstance(item, str):
         if project_record is None:
             raise LabelError(
-                f"Item {item!r} is an external id: pass the project too, or the item id (int)."
+                f"Item {quote(item)} is an external id: pass the project too, or the item id (int)."
             )
         query = query.where(label_items.c.external_id == item)
     else:
         raise LabelError(
-            f"Invalid item reference {item!r}: pass an item id (int), an Item, or an external "
+            f"Invalid item reference {quote(item)}: pass an item id (int), an Item, or an external "
             "id (str) with its project."
         )
     if project_record is not None:
@@ -381,7 +385,7 @@ def load_item(conn: Connection, item: ItemRef, project: ProjectRef | None = None
         where = f" in project {project_record.name!r}" if project_record is not None else ""
         shown = item.item_id if isinstance(item, Item) else item
         raise LabelNotFoundError(
-            f"No item {shown!r}{where}. List the project's items with get_items(project)."
+            f"No item {quote(shown)}{where}. List the project's items with get_items(project)."
         )
     return _item_from_row(row)
 

@@ -26,9 +26,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.exc import IntegrityError
 
-from inloop.errors import InloopError
+from inloop.errors import InloopError, quote
 from inloop.label.tables import TASK_TYPES, label_projects
 from inloop.store.db import begin_write, get_engine
+from inloop.store.text import INT32_MAX, unstorable_message
 
 __all__ = [
     "LabelClass",
@@ -47,6 +48,7 @@ _NAME_RULE = (
     "such as 'digits' or 'support-tickets'"
 )
 _MAX_NAME = 255
+_MAX_INT = INT32_MAX  # overlap and lease_seconds are Integer columns
 
 
 class LabelError(InloopError, ValueError):
@@ -115,10 +117,10 @@ def _check_classes(classes: object) -> tuple[LabelClass, ...]:
     )
     if isinstance(classes, str | bytes | Mapping) or not isinstance(classes, Iterable):
         raise LabelError(
-            f"The 'classes' parameter must be a list of classes. Got {classes!r}. " + accepted
+            f"The 'classes' parameter must be a list of classes. Got {quote(classes)}. " + accepted
         )
     checked: list[LabelClass] = []
-    for entry in classes:
+    for index, entry in enumerate(classes):
         if isinstance(entry, LabelClass):
             name, key = entry.name, entry.key
         elif isinstance(entry, str):
@@ -126,17 +128,20 @@ def _check_classes(classes: object) -> tuple[LabelClass, ...]:
         elif isinstance(entry, Mapping) and set(entry) <= {"name", "key"} and "name" in entry:
             name, key = entry["name"], entry.get("key")
         else:
-            raise LabelError(f"Invalid class {entry!r} in 'classes'. {accepted}")
+            raise LabelError(f"Invalid class {quote(entry)} in 'classes'. {accepted}")
         if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
             raise LabelError(
-                f"Invalid class name {name!r}: a class name must be a non-empty string of at "
+                f"Invalid class name {quote(name)}: a class name must be a non-empty string of at "
                 f"most {_MAX_NAME} characters. {accepted}"
             )
         if key is not None and (not isinstance(key, str) or len(key) != 1 or key.isspace()):
             raise LabelError(
-                f"Invalid key {key!r} for class {name!r}: a key must be one printable "
+                f"Invalid key {quote(key)} for class {quote(name)}: a key must be one printable "
                 f"character such as '1' or 'c', or None. {accepted}"
             )
+        check_storable(name, f"classes[{index}]")
+        if key is not None:
+            check_storable(key, f"classes[{index}].key")
         checked.append(LabelClass(name, key))
     if len(checked) < 2:
         raise LabelError(f"A project needs at least 2 classes. Got {len(checked)}. {accepted}")
@@ -154,9 +159,30 @@ def _check_classes(classes: object) -> tuple[LabelClass, ...]:
 def _check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise LabelError(
-            f"The {name!r} parameter of create_project must be an int >= 1. Got {value!r}."
+            f"The {name!r} parameter of create_project must be an int >= 1. Got {quote(value)}."
+        )
+    if value > _MAX_INT:
+        raise LabelError(
+            f"The {name!r} parameter of create_project must be at most {_MAX_INT}. "
+            f"Got {quote(value)}."
         )
     return value
+
+
+def check_storable(value: object, field: str) -> None:
+    """Raise :class:`LabelError` when ``value`` holds text no database can store.
+
+    NUL characters and lone UTF-16 surrogates (see :mod:`inloop.store.text`);
+    ``field`` names the value in the message, with the path inside it.
+
+    >>> check_storable({"text": "a\\x00"}, "items[0]")
+    Traceback (most recent call last):
+    ...
+    inloop.label.projects.LabelError: The field "items[0]['text']" contains a NUL character ...
+    """
+    message = unstorable_message(value, field)
+    if message is not None:
+        raise LabelError(message)
 
 
 def _check_settings(settings: object) -> dict[str, Any]:
@@ -165,10 +191,13 @@ def _check_settings(settings: object) -> dict[str, Any]:
     if not isinstance(settings, Mapping):
         raise LabelError(
             f"The 'settings' parameter of create_project must be a dict of JSON values or None. "
-            f"Got {settings!r}."
+            f"Got {quote(settings)}."
         )
     try:
         json.dumps(settings, allow_nan=False)
+        check_storable(settings, "settings")
+    except LabelError:
+        raise
     except (TypeError, ValueError) as exc:
         raise LabelError(
             f"The 'settings' of a project must be JSON values (str, number, bool, list, dict): "
@@ -205,7 +234,7 @@ def create_project(
     (2, 'c', 600)
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise LabelError(f"Invalid project name {name!r}: expected {_NAME_RULE}.")
+        raise LabelError(f"Invalid project name {quote(name)}: expected {_NAME_RULE}.")
     if task_type not in TASK_TYPES:
         raise LabelError(
             f"The 'task_type' parameter of create_project must be one of {list(TASK_TYPES)} "
@@ -215,8 +244,9 @@ def create_project(
     if not isinstance(instructions, str):
         raise LabelError(
             "The 'instructions' parameter of create_project must be a string. "
-            f"Got {instructions!r}."
+            f"Got {quote(instructions)}."
         )
+    check_storable(instructions, "instructions")
     overlap = _check_positive_int("overlap", overlap)
     lease_seconds = _check_positive_int("lease_seconds", lease_seconds)
     checked_settings = _check_settings(settings)
@@ -224,6 +254,7 @@ def create_project(
         from inloop.flow.user import get_username
 
         created_by = get_username()
+    check_storable(created_by, "created_by")
     now = _now()
     row = {
         "name": name,
@@ -262,8 +293,8 @@ def _without(row: dict[str, Any], *names: str) -> dict[str, Any]:
 def _duplicate(name: str, by: str | None, at: datetime | None) -> LabelError:
     made = f" (created by {by} at {at:%Y-%m-%d %H:%M} UTC)" if by and at else ""
     return LabelError(
-        f"A labeling project named {name!r} already exists{made}. Choose another name, or "
-        f"use get_project({name!r}) to work on it."
+        f"A labeling project named {quote(name)} already exists{made}. Choose another name, or "
+        f"use get_project({quote(name)}) to work on it."
     )
 
 
@@ -292,7 +323,7 @@ def load_project(conn: Connection, project: ProjectRef, *, lock: bool = False) -
         query = select(label_projects).where(label_projects.c.project_id == project.project_id)
     elif isinstance(project, bool) or not isinstance(project, str | int):
         raise LabelError(
-            f"Invalid project reference {project!r}: pass a project name, id or Project."
+            f"Invalid project reference {quote(project)}: pass a project name, id or Project."
         )
     elif isinstance(project, int):
         query = select(label_projects).where(label_projects.c.project_id == project)
@@ -364,11 +395,12 @@ def check_finite(name: str, value: object, where: str) -> float:
                 raise TypeError
         except TypeError:
             raise LabelError(
-                f"The {name!r} parameter of {where} must be a finite number. Got {value!r}."
+                f"The {quote(name)} parameter of {where} must be a finite number. "
+                f"Got {quote(value)}."
             ) from None
     number = float(value)
     if not math.isfinite(number):
         raise LabelError(
-            f"The {name!r} parameter of {where} must be a finite number. Got {value!r}."
+            f"The {quote(name)} parameter of {where} must be a finite number. Got {quote(value)}."
         )
     return number

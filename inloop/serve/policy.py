@@ -41,17 +41,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
+from inloop.errors import quote
 from inloop.serve import redaction
 from inloop.serve.destinations import DestinationRefusedError, check_destinations
+from inloop.serve.limits import Limits
 from inloop.serve.models import ModelNotFoundError, ServeError
 from inloop.serve.registry import get_version
 from inloop.serve.tables import serve_policies, serve_services
 from inloop.store.db import begin_write, get_engine
+from inloop.store.text import unstorable_message
 
 __all__ = [
     "Action",
     "ActionRule",
     "DefaultAnswer",
+    "Limits",
     "Policy",
     "PolicyError",
     "PolicyRevision",
@@ -71,12 +75,13 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
-_REF = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,254})@([1-9][0-9]*)")
+# At most 9 digits: a version number must fit the database's (32-bit) Integer column.
+_REF = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,254})@([1-9][0-9]{0,8})")
 _NAME_RULE = (
     "a name of 1 to 255 letters, digits, '_', '.' or '-', starting with a letter or digit, "
     "such as 'digits' or 'spam-filter'"
 )
-_REF_RULE = "a registered model version 'name@N', such as 'digits@3'"
+_REF_RULE = "a registered model version 'name@N' (N of at most 9 digits), such as 'digits@3'"
 
 
 class PolicyError(ServeError):
@@ -255,6 +260,7 @@ class Policy(BaseModel):
     schedule: Schedule = Field(default_factory=Schedule)
     review: ReviewSettings | None = None
     actions: tuple[Action, ...] = ()
+    limits: Limits | None = None
 
     @field_validator("champion", "canary")
     @classmethod
@@ -277,7 +283,7 @@ class Policy(BaseModel):
             if _REF.fullmatch(value) is None:
                 raise ValueError(
                     f"must be a registered heuristic 'name@N' or a default answer such as "
-                    f"{{'label': 'cat'}}; {value!r} is not a 'name@N' reference"
+                    f"{{'label': 'cat'}}; {quote(value)} is not a 'name@N' reference"
                 )
         elif not isinstance(value, Mapping | DefaultAnswer):
             raise ValueError(
@@ -341,7 +347,7 @@ def as_policy(value: Policy | Mapping[str, Any]) -> Policy:
     if not isinstance(value, Mapping):
         raise PolicyError(
             f"A policy must be a Policy or a dict such as "
-            f"{{'champion': 'digits@3', 'fallback': {{'label': 0}}}}. Got {value!r}."
+            f"{{'champion': 'digits@3', 'fallback': {{'label': 0}}}}. Got {quote(value)}."
         )
     try:
         return Policy.model_validate(dict(value))
@@ -350,7 +356,7 @@ def as_policy(value: Policy | Mapping[str, Any]) -> Policy:
         for error in exc.errors():
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(
-                f"{_location(error['loc'])}: {message}. Got {error.get('input')!r}"
+                f"{_location(error['loc'])}: {message}. Got {quote(error.get('input'))}"
                 if error["type"] != "missing"
                 else f"{_location(error['loc'])}: is required"
             )
@@ -412,7 +418,7 @@ def _engine(engine: Engine | None) -> Engine:
 
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
-        raise PolicyError(f"The name of a service must be {_NAME_RULE}. Got {name!r}.")
+        raise PolicyError(f"The name of a service must be {_NAME_RULE}. Got {quote(name)}.")
     return name
 
 
@@ -420,9 +426,16 @@ def _check_text(value: object, what: str, action: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise PolicyError(
             f"The '{what}' of {action} is required: a non-empty string saying "
-            f"{'who made the change' if what != 'reason' else 'why'}. Got {value!r}."
+            f"{'who made the change' if what != 'reason' else 'why'}. Got {quote(value)}."
         )
+    _check_storable(value, what)
     return value
+
+
+def _check_storable(value: object, what: str) -> None:
+    message = unstorable_message(value, what)
+    if message is not None:
+        raise PolicyError(message)
 
 
 def _check_registered(policy: Policy, engine: Engine) -> None:
@@ -433,11 +446,12 @@ def _check_registered(policy: Policy, engine: Engine) -> None:
             version = get_version(name, int(number), engine=engine)
         except ModelNotFoundError as exc:
             raise PolicyError(
-                f"The {field_name} {ref!r} of the policy is not a registered model version: {exc}"
+                f"The {field_name} {quote(ref)} of the policy is not a registered model "
+                f"version: {exc}"
             ) from None
         if field_name == "fallback" and version.kind != "heuristic":
             raise PolicyError(
-                f"The fallback {ref!r} is a {version.kind} model; the fallback must be a "
+                f"The fallback {quote(ref)} is a {version.kind} model; the fallback must be a "
                 "registered heuristic (MajorityClass, Threshold or a Heuristic subclass) or "
                 "a default answer such as {'label': 'cat'}."
             )
@@ -493,7 +507,7 @@ def raise_service_not_found(conn: Connection, service: str) -> NoReturn:
     )
     listing = ", ".join(map(repr, names[:20])) if names else "none yet"
     raise ServiceNotFoundError(
-        f"No service {service!r}. Services: {listing}. Create one with "
+        f"No service {quote(service)}. Services: {listing}. Create one with "
         "inloop.serve.create_service(name, policy, created_by=..., reason=...) or `inloop serve "
         "create NAME --policy policy.yaml --reason ...`."
     )
@@ -589,18 +603,22 @@ def create_service(
     """
     name = _check_name(name)
     checked = as_policy(policy)
+    _check_storable(checked.model_dump(mode="json"), "policy")
     created_by = _check_text(created_by, "created_by", "create_service")
     reason = _check_text(reason, "reason", "create_service")
     if description is not None and not isinstance(description, str):
         raise PolicyError(
-            f"The 'description' of create_service must be a string or None. Got {description!r}."
+            f"The 'description' of create_service must be a string or None. "
+            f"Got {quote(description)}."
         )
+    if description is not None:
+        _check_storable(description, "description")
     eng = _engine(engine)
     checked = _keep_secrets(checked, None)
     _check_destinations(checked)
     _check_registered(checked, eng)
     exists = PolicyError(
-        f"A service named {name!r} already exists. Change its policy with set_policy, "
+        f"A service named {quote(name)} already exists. Change its policy with set_policy, "
         "promote or rollback, or pick another name."
     )
     try:
@@ -662,6 +680,7 @@ def set_policy(
     """
     service = _check_name(service)
     checked = as_policy(policy)
+    _check_storable(checked.model_dump(mode="json"), "policy")
     by = _check_text(by, "by", "set_policy")
     reason = _check_text(reason, "reason", "set_policy")
     eng = _engine(engine)
@@ -697,7 +716,7 @@ def promote(
     """
     service = _check_name(service)
     if not isinstance(ref, str) or _REF.fullmatch(ref) is None:
-        raise PolicyError(f"promote takes {_REF_RULE}. Got {ref!r}.")
+        raise PolicyError(f"promote takes {_REF_RULE}. Got {quote(ref)}.")
     by = _check_text(by, "by", "promote")
     reason = _check_text(reason, "reason", "promote")
     eng = _engine(engine)
@@ -705,13 +724,14 @@ def promote(
     try:
         get_version(name, int(number), engine=eng)
     except ModelNotFoundError as exc:
-        raise PolicyError(f"Cannot promote {ref!r}: {exc}") from None
+        raise PolicyError(f"Cannot promote {quote(ref)}: {exc}") from None
     with begin_write(eng) as conn:
         service_id = find_service_id(conn, service, for_update=True)
         current = _latest(conn, service_id, service).policy
         if current.champion == ref:
             raise PolicyError(
-                f"{ref!r} is already the champion of service {service!r}. Promote another "
+                f"{quote(ref)} is already the champion of service {quote(service)}. "
+                "Promote another "
                 "registered version, or roll back with rollback()."
             )
         challengers = [c for c in current.challengers if c != ref]
@@ -749,7 +769,7 @@ def rollback(
     ):
         raise PolicyError(
             f"The 'to_revision' of rollback must be an earlier revision (an int >= 1) or None "
-            f"for the one before the current one. Got {to_revision!r}."
+            f"for the one before the current one. Got {quote(to_revision)}."
         )
     with begin_write(_engine(engine)) as conn:
         service_id = find_service_id(conn, service, for_update=True)
@@ -757,7 +777,7 @@ def rollback(
         target = current.revision - 1 if to_revision is None else to_revision
         if target < 1 or target >= current.revision:
             raise PolicyError(
-                f"Service {service!r} is at revision {current.revision}; there is no earlier "
+                f"Service {quote(service)} is at revision {current.revision}; there is no earlier "
                 f"revision {target} to roll back to. Accepted: a revision from 1 to "
                 f"{current.revision - 1}"
                 + (

@@ -39,7 +39,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
-from inloop.errors import ArtifactIntegrityError
+from inloop.errors import ArtifactIntegrityError, quote
 from inloop.serve.models import (
     LoadedModel,
     ModelNotFoundError,
@@ -48,6 +48,7 @@ from inloop.serve.models import (
 )
 from inloop.serve.tables import MODEL_KINDS, serve_model_versions, serve_models
 from inloop.store.db import begin_write, get_engine
+from inloop.store.text import INT32_MAX, unstorable_message
 
 if TYPE_CHECKING:
     from inloop.flow.client import DataArtifact
@@ -131,7 +132,7 @@ def _artifacts(artifacts: ArtifactStore | None) -> ArtifactStore:
 
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
-        raise ServeError(f"The 'name' of a model must be {_NAME_RULE}. Got {name!r}.")
+        raise ServeError(f"The 'name' of a model must be {_NAME_RULE}. Got {quote(name)}.")
     return name
 
 
@@ -148,7 +149,7 @@ def _check_metrics(metrics: object) -> dict[str, Any]:
         return {}
     accepted = "a dict of metric names to JSON numbers or values, such as {'accuracy': 0.97}"
     if not isinstance(metrics, Mapping) or not all(isinstance(k, str) for k in metrics):
-        raise ServeError(f"The 'metrics' of register must be {accepted}. Got {metrics!r}.")
+        raise ServeError(f"The 'metrics' of register must be {accepted}. Got {quote(metrics)}.")
     try:
         result: dict[str, Any] = json.loads(
             json.dumps(dict(metrics), default=_to_builtin, allow_nan=False)
@@ -156,15 +157,23 @@ def _check_metrics(metrics: object) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise ServeError(
             f"The 'metrics' of register must be {accepted} (finite numbers, no NaN). "
-            f"Got {metrics!r} ({exc})."
+            f"Got {quote(metrics)} ({exc})."
         ) from None
+    _check_storable(result, "metrics")
     return result
 
 
 def _check_optional_text(value: object, what: str) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise ServeError(f"The '{what}' of register must be a string or None. Got {value!r}.")
+        raise ServeError(f"The '{what}' of register must be a string or None. Got {quote(value)}.")
+    _check_storable(value, what)
     return value
+
+
+def _check_storable(value: object, what: str) -> None:
+    message = unstorable_message(value, what)
+    if message is not None:
+        raise ServeError(message)
 
 
 def _snapshot_id(snapshot: object) -> int | None:
@@ -174,7 +183,7 @@ def _snapshot_id(snapshot: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ServeError(
             "The 'snapshot' of register must be a snapshot id (an int >= 1), a Snapshot "
-            f"from inloop.label.snapshot, or None. Got {snapshot!r}."
+            f"from inloop.label.snapshot, or None. Got {quote(snapshot)}."
         )
     return int(value)
 
@@ -211,7 +220,7 @@ def _resolve(model: object) -> tuple[object, _Lineage]:
             raise ServeError(
                 f"A model given as a string must be an artifact pathspec "
                 f"'FlowName/RunId/StepName/TaskId/ArtifactName', such as "
-                f"'TrainFlow/12/train/3/model'. Got {model!r}."
+                f"'TrainFlow/12/train/3/model'. Got {quote(model)}."
             )
         return _resolve_artifact(DataArtifact(model))
     return model, _Lineage()
@@ -228,7 +237,8 @@ def _dump(model: object, kind: str, artifacts: ArtifactStore) -> tuple[str, str]
         blob = cloudpickle.dumps(model, protocol=5)
     except Exception as exc:
         raise ServeError(
-            f"The {kind} model {model!r} cannot be pickled with cloudpickle ({exc}). Register a "
+            f"The {kind} model {quote(model)} cannot be pickled with cloudpickle ({exc}). "
+            "Register a "
             "function or Heuristic that does not hold open files, locks or connections."
         ) from exc
     return artifacts.put_bytes(blob).key, "cloudpickle"
@@ -288,7 +298,7 @@ def register(
     name = _check_name(name)
     if kind is not None and kind not in MODEL_KINDS:
         raise ServeError(
-            f"Unknown model kind {kind!r}. Accepted: {', '.join(map(repr, MODEL_KINDS))} "
+            f"Unknown model kind {quote(kind)}. Accepted: {', '.join(map(repr, MODEL_KINDS))} "
             "(or None to detect it)."
         )
     checked_metrics = _check_metrics(metrics)
@@ -377,7 +387,7 @@ def _model_row(conn: Connection, name: str) -> Any:
         names = list(known)
         listing = ", ".join(map(repr, names[:20])) if names else "none yet"
         raise ModelNotFoundError(
-            f"No registered model {name!r}. Registered models: {listing}. Register one with "
+            f"No registered model {quote(name)}. Registered models: {listing}. Register one with "
             "inloop.serve.register(model, name=...) or `inloop serve register PATHSPEC --name "
             "NAME`."
         )
@@ -387,9 +397,14 @@ def _model_row(conn: Connection, name: str) -> Any:
 def _check_version(version: object) -> int | None:
     if version is None:
         return None
-    if isinstance(version, bool) or not isinstance(version, int | np.integer) or version < 1:
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int | np.integer)
+        or not 1 <= version <= INT32_MAX
+    ):
         raise ServeError(
-            f"A model version must be an int >= 1, or None for the latest. Got {version!r}."
+            f"A model version must be an int >= 1 (at most {INT32_MAX}), or None for the "
+            f"latest. Got {quote(version)}."
         )
     return int(version)
 
@@ -425,7 +440,7 @@ def get_version(
                 .order_by(serve_model_versions.c.version)
             ).scalars()
             raise ModelNotFoundError(
-                f"Model {name!r} has no version {version!r}. Its versions: "
+                f"Model {quote(name)} has no version {quote(version)}. Its versions: "
                 f"{', '.join(map(str, versions)) or 'none'}; pass version=None for the latest."
             )
     return _version_from_row(name, row._mapping)
@@ -503,14 +518,14 @@ def _parse_ref(name_or_version: object, version: int | None) -> tuple[str, int |
     if not isinstance(name_or_version, str):
         raise ServeError(
             "load takes a model name ('digits'), a reference ('digits@3') or a ModelVersion. "
-            f"Got {name_or_version!r}."
+            f"Got {quote(name_or_version)}."
         )
     name, at, number = name_or_version.partition("@")
     if not at:
         return name, version
     if not number.isdigit() or (version is not None and version != int(number)):
         raise ServeError(
-            f"The model reference {name_or_version!r} must be 'name@N' with N an int >= 1, "
+            f"The model reference {quote(name_or_version)} must be 'name@N' with N an int >= 1, "
             "and agree with version= when both are given."
         )
     return name, int(number)

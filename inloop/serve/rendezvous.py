@@ -60,9 +60,18 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from inloop.serve.archive import ArchivedRequest, ArchiveWriter, Hook
+from inloop.serve.limits import (
+    InputSpec,
+    InvalidRequestError,
+    Limits,
+    RequestTooLargeError,
+    ResolvedLimits,
+    check_instances,
+)
 from inloop.serve.models import LoadedModel, ServeError
 from inloop.serve.overload import REFUSE_AFTER, LoopLag, refuse, shed_level
 from inloop.serve.policy import DefaultAnswer, Policy, current_policy, raise_service_not_found
+from inloop.serve.registry import get_version
 from inloop.serve.scoring import (
     Job,
     LocalTransport,
@@ -81,12 +90,13 @@ __all__ = [
     "InvalidRequestError",
     "NoAnswerError",
     "Rendezvous",
+    "RequestTooLargeError",
     "check_instances",
 ]
 
 log = logging.getLogger("inloop.serve.rendezvous")
 
-#: The most instances one request may carry.
+#: The most instances one request may carry by default (``INLOOP_MAX_PREDICT_INSTANCES``).
 MAX_BATCH = 10_000
 
 # Request ids are a keyed BLAKE2b of a counter: unique and unguessable like uuid4, but
@@ -112,10 +122,6 @@ def new_request_id() -> str:
     """
     n = next(_id_counter).to_bytes(8, "little")
     return hashlib.blake2b(n, key=_ID_KEY, digest_size=16).hexdigest()
-
-
-class InvalidRequestError(ServeError):
-    """The request's instances are not what the service's models take (HTTP 400)."""
 
 
 class NoAnswerError(ServeError):
@@ -169,39 +175,6 @@ class Answer:
         return out
 
 
-def check_instances(instances: object) -> list[Any]:
-    """The instances of a request, checked: a non-empty list of equal-shaped numeric rows or texts.
-
-    >>> check_instances([[1, 2], [3, 4]])
-    [[1, 2], [3, 4]]
-    >>> check_instances([[1, 2], [3]])
-    Traceback (most recent call last):
-    ...
-    inloop.serve.rendezvous.InvalidRequestError: The instances must all have the same shape ...
-    """
-    if isinstance(instances, str | bytes) or not isinstance(instances, Sequence):
-        raise InvalidRequestError(
-            "instances must be a list of instances, such as [[0.1, 0.2], [0.3, 0.4]] or "
-            f"['some text']. Got {instances!r:.80}."
-        )
-    if not 1 <= len(instances) <= MAX_BATCH:
-        raise InvalidRequestError(
-            f"A request carries 1 to {MAX_BATCH} instances. Got {len(instances)}."
-        )
-    try:
-        array = np.asarray(instances)
-    except ValueError:
-        array = np.empty(0, dtype=object)
-    if array.dtype == object or array.dtype.kind not in "biufU":
-        raise InvalidRequestError(
-            "The instances must all have the same shape and hold numbers (or all be texts), "
-            f"such as [[0.1, 0.2], [0.3, 0.4]]. Got {instances!r:.80}."
-        )
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InvalidRequestError("The instances hold NaN or infinity; send finite numbers.")
-    return list(instances)
-
-
 @dataclass(frozen=True)
 class _Live:
     """A service's policy as loaded here: what to score and with which roles."""
@@ -212,6 +185,8 @@ class _Live:
     policy: Policy
     models: tuple[tuple[str, str], ...]
     fallback: LoadedModel | None
+    limits: ResolvedLimits
+    spec: InputSpec | None  # what the champion takes, when the registry knows
 
 
 class Rendezvous:
@@ -432,7 +407,39 @@ class Rendezvous:
         fallback = None
         if isinstance(policy.fallback, str):
             fallback = await asyncio.to_thread(self._load, policy.fallback)
-        return _Live(service, service_id, record.revision, policy, tuple(models), fallback)
+        limits = (policy.limits or Limits()).resolved()
+        spec = await asyncio.to_thread(self._input_spec, policy.champion)
+        return _Live(
+            service, service_id, record.revision, policy, tuple(models), fallback, limits, spec
+        )
+
+    def _input_spec(self, ref: str) -> InputSpec | None:
+        """What the champion ``ref`` takes: a scikit-learn model takes rows of numbers."""
+        name, _, number = ref.partition("@")
+        version = get_version(name, int(number), engine=self.engine)
+        if version.kind != "sklearn":
+            return None  # a callable or heuristic may take anything
+        n_features = version.flavor.get("n_features")
+        return InputSpec(ref, numeric=True, n_features=n_features)
+
+    async def limits(self, service: str) -> ResolvedLimits:
+        """The limits of ``service``'s requests (the settings' defaults for an unknown one).
+
+        Reads the service's policy if it is not loaded yet, so a web server
+        knows the body limit before it reads the body.
+        """
+        known = self._live.get(service)
+        if known is not None:
+            return known.limits
+        # Read, not loaded: a name that is no service must leave nothing behind here.
+        return await asyncio.to_thread(self._read_limits, service)
+
+    def _read_limits(self, service: str) -> ResolvedLimits:
+        try:
+            policy = current_policy(service, engine=self.engine).policy
+        except ServeError:
+            return Limits().resolved()  # the request gets its 404 (or 400) where it is answered
+        return (policy.limits or Limits()).resolved()
 
     # --- requests -------------------------------------------------------------------------
 
@@ -460,8 +467,8 @@ class Rendezvous:
         # Time queued before getting here; loading a new policy below does not count.
         waited_ms = (now - start) * 1000.0
         received_at = datetime.now(UTC)
-        batch = check_instances(instances)
         live = await self.live(service)
+        batch = check_instances(instances, live.limits, live.spec)
         job = Job(
             request_id=request_id or new_request_id(),
             service=service,

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
-from inloop.errors import InloopError
+from inloop.errors import InloopError, quote
 from inloop.label.projects import Project, get_project, list_projects
 from inloop.label.tables import label_projects
 from inloop.store.db import begin_write
@@ -155,7 +155,7 @@ def is_member(project: str, user: str, *, engine: Engine) -> bool:
 
 def _no_user(name: str) -> NoSuchUserError:
     return NoSuchUserError(
-        f"No user {name!r}. GET /api/users lists the users; an admin creates one with "
+        f"No user {quote(name)}. GET /api/users lists the users; an admin creates one with "
         "POST /api/users."
     )
 
@@ -197,7 +197,7 @@ def add_member(
             return Membership(found.name, user, now, added_by), True
         except IntegrityError:
             continue  # added at the same moment by someone else: read theirs
-    raise AccessError(f"Could not add user {user!r} to project {project!r}; try again.")
+    raise AccessError(f"Could not add user {quote(user)} to project {quote(project)}; try again.")
 
 
 def remove_member(project: str, user: str, *, engine: Engine) -> None:
@@ -215,7 +215,7 @@ def remove_member(project: str, user: str, *, engine: Engine) -> None:
         ).rowcount
     if not gone:
         raise NoSuchUserError(
-            f"User {user!r} is not a member of project {found.name!r}, so there is nothing to "
+            f"User {quote(user)} is not a member of project {found.name!r}, so there is nothing to "
             "remove. GET /api/users lists each user's projects."
         )
 
@@ -248,7 +248,7 @@ def not_visible(project: str, user: str) -> str:
     someone outside a project cannot learn its name.
     """
     return (
-        f"No labeling project {project!r} among the projects user {user!r} may see. "
+        f"No labeling project {quote(project)} among the projects user {quote(user)} may see. "
         "GET /api/projects lists them; a scientist can add you to a project "
         f"(POST /api/projects/{{name}}/members)."
     )
@@ -318,7 +318,7 @@ def set_role(name: str, role: str, *, by: str = "inloop", engine: Engine) -> Use
     See :func:`inloop.web.auth.change_role`.
     """
     if role not in ROLES:
-        raise AccessError(f"Invalid role {role!r}: expected one of {list(ROLES)}.")
+        raise AccessError(f"Invalid role {quote(role)}: expected one of {list(ROLES)}.")
     change_role(name, role, by=by, engine=engine)
     return user_info(name, engine=engine)
 

@@ -16,9 +16,10 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from sqlalchemy import Engine, func, select
 
+from inloop.errors import quote
 from inloop.label import (
     LabelError,
     Lease,
@@ -36,6 +37,7 @@ from inloop.label.annotations import current_query, derive_current
 from inloop.label.items import _COLUMNS as _ITEM_COLUMNS
 from inloop.label.items import Item
 from inloop.label.tables import label_annotations, label_items
+from inloop.store.text import INT32_MAX
 from inloop.web import schemas as s
 from inloop.web.access import add_member, require_project_access, visible_projects
 from inloop.web.access import router as access_router
@@ -170,7 +172,7 @@ def get_item_page(
     caller: Member,
     db: DB,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> dict[str, Any]:
     """One page of a project's items in id order, with their current labels."""
     project = get_project(name, engine=db)
@@ -237,7 +239,8 @@ def post_annotation(name: str, body: s.AnnotationRequest, caller: Member, db: DB
             status_code=422,
             detail=(
                 f"Project {name!r} is {project.task_type.replace('_', '-')}: send {wanted}, "
-                f"not {sent!r} = {getattr(body, sent)!r}. Classes: {list(project.class_names)}."
+                f"not {sent!r} = {quote(getattr(body, sent))}. Classes: "
+                f"{list(project.class_names)}."
             ),
         )
     answer: Any = body.labels if multi else body.label
@@ -354,7 +357,11 @@ def get_reviews(
 
 @router.post("/projects/{name}/reviews/{review_id}/decision")
 def post_decision(
-    name: str, review_id: int, body: s.DecisionRequest, caller: ReviewerMember, db: DB
+    name: str,
+    review_id: Annotated[int, Path(ge=1, le=INT32_MAX)],
+    body: s.DecisionRequest,
+    caller: ReviewerMember,
+    db: DB,
 ) -> dict[str, Any]:
     """Keep the given label or change it; the decision is recorded (reviewer or higher)."""
     if body.decision == "change" and body.label is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,14 +34,19 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 
 from inloop import __version__
-from inloop.errors import InloopError
+from inloop.errors import InloopError, quote
+from inloop.settings import get_settings
 from inloop.store.db import get_engine
+from inloop.store.text import printable
+from inloop.web.edge import InputEdge
 
-__all__ = ["create_app", "templates"]
+__all__ = ["SafeJSONResponse", "create_app", "templates"]
 
 _HERE = Path(__file__).parent
 #: The pages' Jinja2 templates (``inloop/web/templates``).
 templates = Jinja2Templates(directory=str(_HERE / "templates"))
+# Text stored before lone surrogates were refused renders escaped, not as a 500.
+templates.env.finalize = printable
 _PAGES_MODULE = "inloop.web.pages"
 
 
@@ -68,6 +74,7 @@ def create_app(
         version=__version__,
         description="Labeling projects, queues and reviews of inloop.",
         lifespan=_lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.engine = engine if engine is not None else get_engine()
     app.state.learners = LearnerPool(app.state.engine) if learners else None
@@ -86,10 +93,33 @@ def create_app(
         pages = importlib.import_module(_PAGES_MODULE)
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static")
+    settings = get_settings()
+    # Outside all but the security headers: it sees every request before the serving fast
+    # path and the routes.
+    app.add_middleware(
+        InputEdge,
+        max_body_bytes=settings.max_body_bytes,
+        max_json_depth=settings.max_json_depth,
+    )
+
     from inloop.web.headers import SecurityHeaders
 
-    app.add_middleware(SecurityHeaders)  # outermost: on every answer, errors too
+    app.add_middleware(SecurityHeaders)  # outermost: on every answer, the edge's refusals too
     return app
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that renders whatever the database holds.
+
+    Text stored before inloop refused lone surrogates cannot be encoded as
+    UTF-8; it goes out as the JSON escape it came in as (``\\ud800``) instead
+    of failing the answer (and every page that asks for it).
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        ).encode("utf-8", "backslashreplace")
 
 
 def _add_serving(app: FastAPI, stream_url: str | None) -> None:
@@ -156,9 +186,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _status(exc: InloopError) -> int:
+    from inloop.serve.limits import RequestTooLargeError
     from inloop.web.api import ConflictError
     from inloop.web.auth import UserExistsError
 
+    if isinstance(exc, RequestTooLargeError):
+        return 413
     if isinstance(exc, ConflictError | UserExistsError):
         return 409
     if isinstance(exc, LookupError):
@@ -168,9 +201,17 @@ def _status(exc: InloopError) -> int:
     return 409
 
 
+#: The longest error message answered whole; messages quote values with ``quote``, and
+#: this catches any that does not.
+_MAX_DETAIL = 2000
+
+
 def _error_response(exc: Exception) -> JSONResponse:
     status = _status(exc) if isinstance(exc, InloopError) else 500
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+    detail = str(exc)
+    if len(detail) > _MAX_DETAIL:
+        detail = f"{detail[:_MAX_DETAIL]}… (a message of {len(detail):,} characters, cut)"
+    return SafeJSONResponse({"detail": detail}, status_code=status)
 
 
 async def _inloop_error(request: Request, exc: Exception) -> JSONResponse:
@@ -193,11 +234,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     messages = []
     for error in errors[:5]:
         got = error.get("input")
-        got_text = "nothing" if error.get("type") == "missing" else f"{got!r:.80}"
+        got_text = "nothing" if error.get("type") == "missing" else quote(got, 80)
         messages.append(f"Field {_where(tuple(error['loc']))}: {error['msg']}. Got {got_text}.")
     more = f" ({len(errors) - 5} more errors.)" if len(errors) > 5 else ""
     detail = " ".join(messages) + more + " See /docs for the accepted request bodies."
-    return JSONResponse({"detail": detail, "errors": [_plain(e) for e in errors]}, status_code=422)
+    return SafeJSONResponse(
+        {"detail": detail, "errors": [_plain(e) for e in errors]}, status_code=422
+    )
 
 
 def _plain(error: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from inloop.errors import InloopError
+from inloop.errors import InloopError, quote
 from inloop.store.db import begin_write, get_engine
 from inloop.web.tables import ROLES, web_sessions, web_tokens, web_user_events, web_users
 
@@ -195,14 +195,14 @@ def _engine(engine: Engine | None) -> Engine:
 
 def _check_role(role: object) -> str:
     if role not in ROLES:
-        raise AuthError(f"Invalid role {role!r}: expected one of {list(ROLES)}.")
+        raise AuthError(f"Invalid role {quote(role)}: expected one of {list(ROLES)}.")
     return str(role)
 
 
 def _check_name(name: object, what: str, example: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise AuthError(
-            f"Invalid {what} {name!r:.200}: expected {_NAME_RULE}, such as {example!r}."
+            f"Invalid {what} {quote(name)}: expected {_NAME_RULE}, such as {example!r}."
         )
     return name
 
@@ -288,7 +288,7 @@ def create_user(
 
 def _exists(name: str) -> UserExistsError:
     return UserExistsError(
-        f"A user named {name!r} already exists. Choose another name; an admin can give "
+        f"A user named {quote(name)} already exists. Choose another name; an admin can give "
         "the existing user a new token (`inloop users token-create NAME --name NAME`)."
     )
 
@@ -431,10 +431,10 @@ def rotate_token(
             live = _live_names(conn, user)
             if len(live) != 1:
                 raise AuthError(
-                    f"User {user!r} has {len(live)} live tokens ({', '.join(map(repr, live))}): "
-                    "name the one to rotate."
+                    f"User {quote(user)} has {len(live)} live tokens "
+                    f"({', '.join(map(repr, live))}): name the one to rotate."
                     if live
-                    else f"User {user!r} has no live token to rotate. Make one with "
+                    else f"User {quote(user)} has no live token to rotate. Make one with "
                     f"`inloop users token-create {user} --name NAME`."
                 )
             [name] = live
@@ -807,7 +807,7 @@ def require(role: str) -> Callable[..., object]:
             higher = list(ROLES[ROLES.index(role) :])
             raise HTTPException(
                 403,
-                f"This needs the role {role!r} or higher ({', '.join(higher)}); user "
+                f"This needs the role {quote(role)} or higher ({', '.join(higher)}); user "
                 f"{principal.name!r} has the role {principal.role!r}. Ask an admin to change it.",
             )
         return principal

@@ -24,7 +24,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from inloop.errors import quote as quote_value
 from inloop.label.projects import LabelNotFoundError, Project, get_project
+from inloop.store.text import printable
 from inloop.web.access import may_see, visible_projects
 from inloop.web.auth import SESSION_COOKIE, User, request_engine, session_user
 
@@ -36,6 +38,8 @@ PREFETCH = 3
 RESERVED_KEYS = frozenset({"s", "u", "k", " "})
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# Text stored before lone surrogates were refused renders escaped, not as a 500.
+TEMPLATES.env.finalize = printable
 
 router = APIRouter(include_in_schema=False)
 
@@ -130,7 +134,7 @@ def _not_found(request: Request, user: User, csrf: str, name: str) -> HTMLRespon
             "user": user,
             "csrf_token": csrf,
             "heading": "No such project",
-            "message": f"There is no labeling project named {name!r}. "
+            "message": f"There is no labeling project named {quote_value(name)}. "
             "Pick one from the project list.",
         },
         status_code=404,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inloop.label.items import MAX_NOTE_CHARS
+from inloop.store.text import INT32_MAX
 
 __all__ = [
     "AnnotationCreated",
@@ -68,7 +69,7 @@ class ProjectRequest(_Request):
     classes: list[ClassIn | str]
     task_type: Literal["single_label", "multi_label"] = "single_label"
     instructions: str = ""
-    overlap: int = Field(1, ge=1)
+    overlap: int = Field(1, ge=1, le=INT32_MAX)
 
 
 class ItemIn(_Request):
@@ -80,7 +81,7 @@ class ItemIn(_Request):
     external_id: str | int
     kind: Literal["text", "image", "features"]
     payload: Any
-    priority: float = 0.0
+    priority: float = Field(0.0, allow_inf_nan=False)
     note: str | None = Field(None, min_length=1, max_length=MAX_NOTE_CHARS)
 
 
@@ -103,10 +104,10 @@ class AnnotationRequest(_Request):
     of them, null to skip) instead of ``label``; exactly one of them is sent.
     """
 
-    item_id: int
+    item_id: int = Field(ge=1, le=INT32_MAX)
     label: str | None = None
     labels: list[str] | None = None
-    seconds: float | None = Field(None, ge=0)
+    seconds: float | None = Field(None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_answer(self) -> AnnotationRequest:

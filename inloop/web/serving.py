@@ -40,6 +40,7 @@ from inloop.serve.policy import (
     rollback,
 )
 from inloop.serve.rendezvous import NoAnswerError, Rendezvous
+from inloop.store.text import INT32_MAX
 from inloop.web.auth import (
     Principal,
     User,
@@ -50,6 +51,7 @@ from inloop.web.auth import (
     request_engine,
     require,
 )
+from inloop.web.edge import BODY_LIMIT_KEY, JSON_KEY
 
 __all__ = ["ACCESS_CHECK_SECONDS", "TOKEN_CACHE_SECONDS", "router"]
 
@@ -282,14 +284,18 @@ class FeedbackRequest(_Body):
 
 
 class PromoteRequest(_Body):
-    model: str = Field(description="The registered model version to make champion, 'name@N'.")
+    model: str = Field(
+        description="The registered model version to make champion, 'name@N'.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}@[1-9][0-9]{0,8}$",
+        max_length=265,
+    )
     reason: str = Field(min_length=1, description="Why: recorded with the new revision.")
     keep_old_champion: bool = True
 
 
 class RollbackRequest(_Body):
     reason: str = Field(min_length=1, description="Why: recorded with the new revision.")
-    to_revision: int | None = Field(default=None, ge=1)
+    to_revision: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
 
 def _json(content: Any, status_code: int = 200) -> Response:
@@ -351,9 +357,13 @@ class ArrivalStamp:
                     refused.headers["Retry-After"] = "1"
                     await refused(scope, receive, send)
                     return
-                if service and "/" not in service and self._signed_in(scope):
-                    await self._predict(service, scope, receive, send)
-                    return
+                if service and "/" not in service:
+                    # The edge (inloop.web.edge) holds the body to the service's own limit.
+                    limits = await self.rendezvous.limits(service)
+                    scope[BODY_LIMIT_KEY] = (limits.max_bytes, limits.source("max_bytes"))
+                    if self._signed_in(scope):
+                        await self._predict(service, scope, receive, send)
+                        return
         await self.app(scope, receive, send)
 
     def _signed_in(self, scope: Any) -> bool:
@@ -380,7 +390,7 @@ class ArrivalStamp:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        instances, single = _instances(body)
+        instances, single = _instances(body, scope.get(JSON_KEY, _UNPARSED))
         if instances is None:
             await self.app(scope, _replay(body, receive), send)
             return
@@ -398,12 +408,19 @@ class ArrivalStamp:
         await response(scope, receive, send)
 
 
-def _instances(body: bytes) -> tuple[list[Any] | None, bool]:
-    """The instances of a predict body, and whether it held one; (None, _) if it is not plain."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None, False
+_UNPARSED = object()
+
+
+def _instances(body: bytes, data: Any = _UNPARSED) -> tuple[list[Any] | None, bool]:
+    """The instances of a predict body, and whether it held one; (None, _) if it is not plain.
+
+    ``data`` is the body as the edge parsed and checked it, when it did.
+    """
+    if data is _UNPARSED:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None, False
     if type(data) is not dict or len(data) != 1:
         return None, False
     if "instances" in data:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from inloop.cli import label
 from inloop.cli.main import user_errors
-from inloop.label import current_labels, get_project, load_snapshot, queue_stats
+from inloop.label import current_labels, get_items, get_project, load_snapshot, queue_stats
 
 
 def _app() -> typer.Typer:
@@ -251,3 +251,15 @@ def test_create_a_multi_label_project(runner: CliRunner) -> None:
     assert get_project("tags").task_type == "multi_label"
     bad = run(runner, "create", "oops", "--classes", "a,b", "--task-type", "regression", code=1)
     assert "regression" in bad and "single_label" in bad
+
+
+def test_import_refuses_text_no_database_can_store(runner: CliRunner, tmp_path: Path) -> None:
+    run(runner, "create", "notes", "--classes", "a,b")
+    source = tmp_path / "items.jsonl"
+    source.write_text('{"id": "1", "text": "fine"}\n{"id": "2", "text": "bad \\u0000 text"}\n')
+    out = run(runner, "import", "notes", str(source), code=1)
+    assert "NUL" in out and "items[1]" in out
+    source.write_text('{"id": "1", "text": "bad \\ud800 text"}\n')
+    out = run(runner, "import", "notes", str(source), code=1)
+    assert "surrogate" in out
+    assert get_items("notes") == []

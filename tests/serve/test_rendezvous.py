@@ -232,8 +232,8 @@ def test_bad_requests_are_refused_and_not_archived(
 
     errors = run(ask)
     assert "1 to 10000 instances" in errors[0]
-    assert "fitted on 64 features" in errors[1]  # the champion's own words
-    assert "same shape" in errors[2] and "list of instances" in errors[3]
+    assert "fitted on 64 features" in errors[1]  # checked against the champion, before numpy
+    assert "Instance 0 is a list of 1" in errors[2] and "list of instances" in errors[3]
     assert "NaN" in errors[4]
     assert count_requests("strict") == 0
 
