@@ -7,9 +7,26 @@ tags, tasks and artifact references; the artifact store
 
 from __future__ import annotations
 
-from inloop.store.artifacts import ArtifactStore, StoredArtifact, open_artifact_store
-from inloop.store.db import dispose_engines, get_engine
-from inloop.store.runs import ArtifactRecord, RunRecord, RunStore, TaskRecord
+from typing import TYPE_CHECKING
+
+from inloop._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from inloop.store.artifacts import (
+        ArtifactStore,
+        StoredArtifact,
+        open_artifact_store,
+    )
+    from inloop.store.db import (
+        dispose_engines,
+        get_engine,
+    )
+    from inloop.store.runs import (
+        ArtifactRecord,
+        RunRecord,
+        RunStore,
+        TaskRecord,
+    )
 
 __all__ = [
     "ArtifactRecord",
@@ -22,3 +39,14 @@ __all__ = [
     "get_engine",
     "open_artifact_store",
 ]
+
+# Imported on first use: every part's tables module imports inloop.store.tables, and
+# a command that only reads the database need not import the run store and artifacts.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "inloop.store.artifacts": ("ArtifactStore", "StoredArtifact", "open_artifact_store"),
+        "inloop.store.db": ("dispose_engines", "get_engine"),
+        "inloop.store.runs": ("ArtifactRecord", "RunRecord", "RunStore", "TaskRecord"),
+    },
+)
