@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in wanted if p not in PARTS]
     if unknown:
         parser.error(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}")
-    console = Console()
+    console = Console(width=max(120, Console().width))
     report = _previous_report()
     report.update(
         benchmark="labeling",

@@ -31,8 +31,7 @@ def _imported(code: str, tmp_path: Path, *, heavy: tuple[str, ...] = HEAVY) -> l
     script = tmp_path / "probe.py"
     report = f"HEAVY = {heavy!r}\n" + _REPORT
     script.write_text(
-        "import atexit\n"
-        f"atexit.register(lambda: exec({report!r}))\n" + textwrap.dedent(code),
+        f"import atexit\natexit.register(lambda: exec({report!r}))\n" + textwrap.dedent(code),
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
@@ -44,8 +43,9 @@ def _imported(code: str, tmp_path: Path, *, heavy: tuple[str, ...] = HEAVY) -> l
         text=True,
         timeout=120,
     )
+    assert proc.returncode == 0, f"the probe failed:\n{proc.stderr[-3000:]}"
     lines = [line for line in proc.stdout.splitlines() if line.startswith("HEAVY=")]
-    assert lines, f"the probe printed no report (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    assert lines, f"the probe printed no report:\n{proc.stderr[-3000:]}"
     imported: list[str] = json.loads(lines[-1].removeprefix("HEAVY="))
     return imported
 

@@ -494,9 +494,7 @@ def queue_audit(
     if use_flow:
         report, source = _run_audit_flow(X, labels, estimator, folds, record)
     else:
-        model = (
-            default_audit_estimator(X, labels, folds=folds) if estimator is None else estimator
-        )
+        model = default_audit_estimator(X, labels, folds=folds) if estimator is None else estimator
         report = audit_labels(X, labels, model, folds=folds)
         source = f"audit_labels(folds={folds}, estimator={type(model).__name__})"
     rows: list[dict[str, Any]] = []
