@@ -9,6 +9,12 @@ statistics and the audit find the labels that deserve a second look::
 
     label.create_project("digits", classes=["0", "1", "2"])
     X, y, snapshot_id = label.snapshot("digits")
+    report = label.audit_labels(X, y)  # in this process, with the default model
+
+What runs when none is given: :func:`default_estimator` (the model in the
+loop), :func:`default_strategy` and :func:`default_audit_estimator` (chosen by
+the data's size). Names are imported on first use, so importing this package
+(or its ``tables``) does not import scikit-learn.
 """
 
 from __future__ import annotations
