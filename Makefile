@@ -56,11 +56,13 @@ lint: $(VENV)/.installed-dev ## Check the code: ruff check, ruff format --check,
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy examples benchmarks/flows.py benchmarks/_measure.py benchmarks/_common.py \
-		benchmarks/labeling.py benchmarks/serving.py benchmarks/_serving_apps.py \
-		benchmarks/_serving_load.py benchmarks/_serving_models.py
+		benchmarks/labeling.py benchmarks/_labeling_audit_large.py benchmarks/serving.py \
+		benchmarks/_serving_apps.py benchmarks/_serving_load.py benchmarks/_serving_models.py \
+		benchmarks/startup.py
 
 bench: $(VENV)/.installed-dev ## Run the benchmarks, print tables, write benchmarks/results/*.json.
 	$(BIN)/python benchmarks/flows.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/startup.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/labeling.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/serving.py $(BENCH_ARGS)
 

@@ -6,7 +6,8 @@ never saw that item's label. :func:`find_suspect_labels` then applies
 cleanlab's confident learning to those probabilities and the given labels,
 and returns an :class:`AuditReport`: a review queue ordered by how suspicious
 each label is, showing the given label, the suggested one and the model's
-confidence in both. :func:`audit_labels` does both in this process; to spread
+confidence in both. :func:`audit_labels` does both in this process, with
+:func:`default_audit_estimator` unless given a model; to spread
 the folds over worker processes or a Dask cluster use
 :func:`inloop.label.audit_flow.run_audit`.
 
@@ -18,7 +19,7 @@ fine, so a person reviews the head of it and ``budget`` says how long a head.
 >>> X, y = load_digits(return_X_y=True)
 >>> noisy = y.copy()
 >>> noisy[:20] = (y[:20] + 1) % 10  # twenty wrong labels
->>> report = audit_labels(default_estimator(), X, noisy, budget=30)
+>>> report = audit_labels(X, noisy, budget=30)  # the default model: default_audit_estimator
 >>> len(report) <= 30
 True
 >>> bool(np.isin(np.arange(20), report.indices).mean() > 0.8)
@@ -40,10 +41,13 @@ from inloop.errors import InloopError
 
 __all__ = [
     "METHODS",
+    "PCA_ABOVE_FEATURES",
+    "PCA_COMPONENTS",
+    "SVC_MAX_ITEMS",
     "AuditError",
     "AuditReport",
     "audit_labels",
-    "default_estimator",
+    "default_audit_estimator",
     "find_suspect_labels",
     "fold_proba",
     "fold_test_indices",
@@ -52,6 +56,12 @@ __all__ = [
 
 #: Ways to score how well each given label fits the model (cleanlab's ranking methods).
 METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+#: The default audit model projects more features than this on their first principal components.
+PCA_ABOVE_FEATURES = 100
+#: How many principal components it keeps then.
+PCA_COMPONENTS = 50
+#: Up to this many items the default audit model is an RBF SVC; above, a linear-time model.
+SVC_MAX_ITEMS = 8_000
 
 # How far a row of probabilities may sum from 1 (float32 softmax outputs drift a little).
 _SUM_TOLERANCE = 1e-3
@@ -61,39 +71,84 @@ class AuditError(InloopError, ValueError):
     """The inputs of a label audit cannot be used (shapes, classes, folds, budget)."""
 
 
-def default_estimator() -> Any:
-    """The model an audit uses when none is given: an RBF SVC with temperature scaling.
+def default_audit_estimator(X: Any = None, y: Any = None, *, folds: int = 5) -> Any:
+    """The model an audit of ``X`` and ``y`` uses when none is given, chosen by their size.
 
-    Features are scaled to [0, 1] per column (``MinMaxScaler``), the SVC's
-    decision values are turned into probabilities by one temperature fitted on
-    internal 5-fold predictions (``CalibratedClassifierCV(..., ensemble=False,
-    method="temperature")``). Chosen by measurement
-    (``benchmarks/_labeling_audit.py``, digits with 10 % of labels flipped):
-    cleanlab on its probabilities flags a set with F1 0.945 and 99.4 % of the
-    top 100 of the queue are real errors (mean of 5 seeds), in about one
-    second of cross-validation.
-    ``LogisticRegression(max_iter=1000)`` on the raw features reached F1 0.81
-    and took about 30 s (lbfgs does not converge); standardizing instead of
-    min-max scaling lowered the top-100 precision to 0.94 (near-constant pixel
-    columns blow up). ``SVC(probability=True)`` is as good but deprecated in
-    scikit-learn 1.9.
+    - Up to :data:`SVC_MAX_ITEMS` items: an RBF SVC on features scaled to
+      [0, 1] per column (``MinMaxScaler``), its decision values turned into
+      probabilities by one temperature fitted on internal ``folds``-fold
+      predictions (``CalibratedClassifierCV(SVC(), cv=folds, ensemble=False,
+      method="temperature")``). Above :data:`PCA_ABOVE_FEATURES` features, a
+      PCA to :data:`PCA_COMPONENTS` components comes before the SVC: the
+      kernel's cost grows with the features, its accuracy hardly does.
+    - More items: the same scaling and PCA, then an RBF kernel approximated
+      by 500 Nystroem components and a logistic regression on them: its cost
+      grows linearly with the items where an SVC's grows with their square.
+    - A class too small for the internal calibration (fewer than ``folds``
+      items of it in a training fold) gets logistic regression on the scaled
+      features instead, which needs no internal folds.
 
-    Its cost grows faster than linearly with the number of items, and the
-    internal calibration needs at least 5 items of each class in every
-    training fold: above some tens of thousands of items, or with tiny classes,
-    pass a linear model instead.
+    Without ``X`` and ``y`` it is the small-data model. Chosen by measurement,
+    with 10 % of labels flipped at random (``benchmarks/_labeling_audit.py``,
+    ``benchmarks/_labeling_audit_large.py``, one thread):
 
-    >>> type(default_estimator().steps[-1][1].estimator).__name__
-    'SVC'
+    - digits (1,797 x 64): cleanlab on the SVC's probabilities flags a set with
+      F1 0.945, and 99.4 % of the top 100 of the queue are real errors, in
+      about a second; ``LogisticRegression(max_iter=1000)`` reached F1 0.81.
+    - augmented digits (5,000 x 784): the SVC alone takes 60-90 s; after the
+      PCA about 15 s, as long as cleanlab's usual ``LogisticRegression()`` on
+      the pixels, with F1 0.94 against 0.64.
+    - 15,000 x 784: the SVC took 159 s (6x logistic regression, F1 0.98); the
+      Nystroem model 18 s (0.7x, F1 0.95 against logistic regression's 0.82).
+
+    >>> import numpy as np
+    >>> model = default_audit_estimator(np.zeros((600, 784)), [0, 1, 2] * 200, folds=3)
+    >>> [type(step).__name__ for step in model]
+    ['MinMaxScaler', 'PCA', 'CalibratedClassifierCV']
+    >>> model[1].n_components, model[-1].cv, type(model[-1].estimator).__name__
+    (50, 3, 'SVC')
     """
     from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import MinMaxScaler
     from sklearn.svm import SVC
 
-    return make_pipeline(
-        MinMaxScaler(), CalibratedClassifierCV(SVC(), ensemble=False, method="temperature")
-    )
+    folds = _check_folds_value(folds)
+    n_items = None if X is None else _n_rows(X)
+    n_features = None if X is None else _n_columns(X)
+    if y is not None and not _calibration_fits(_check_labels_1d(y), folds):
+        return make_pipeline(MinMaxScaler(), LogisticRegression(max_iter=1000))
+    steps: list[Any] = [MinMaxScaler()]
+    if n_items is not None and n_features is not None and n_features > PCA_ABOVE_FEATURES:
+        # No more components than the smallest training fold has items.
+        smallest_fold = n_items - -(-n_items // folds)
+        components = max(1, min(PCA_COMPONENTS, smallest_fold))
+        # The eigenvectors of the covariance: exact, and twice as fast as the randomized
+        # solver on a few thousand rows of some hundred features (n * d^2 grows past that).
+        solver = "covariance_eigh" if n_features <= 1000 else "randomized"
+        steps.append(PCA(components, svd_solver=solver, random_state=0))
+    if n_items is not None and n_items > SVC_MAX_ITEMS:
+        from sklearn.kernel_approximation import Nystroem
+
+        steps += [Nystroem(n_components=500, random_state=0), LogisticRegression(max_iter=1000)]
+        return make_pipeline(*steps)
+    calibrated = CalibratedClassifierCV(SVC(), cv=folds, ensemble=False, method="temperature")
+    return make_pipeline(*steps, calibrated)
+
+
+def _calibration_fits(labels: np.ndarray, folds: int) -> bool:
+    """Whether every class keeps ``folds`` items in each training fold of a ``folds``-fold split.
+
+    The calibration inside the default SVC splits each training fold into
+    ``folds`` folds again, and needs every class in each of them.
+    """
+    if len(labels) == 0:
+        return True
+    counts = np.unique(labels, return_counts=True)[1]
+    smallest = int(counts.min())
+    return smallest - -(-smallest // folds) >= folds
 
 
 # -- cross-validation ---------------------------------------------------------------------
@@ -104,6 +159,17 @@ def _n_rows(X: Any) -> int:
     if shape is not None and len(shape) >= 1:
         return int(shape[0])
     return len(X)
+
+
+def _n_columns(X: Any) -> int | None:
+    """The number of features of ``X`` (None when its rows are not flat rows of numbers)."""
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        try:
+            shape = np.shape(X)
+        except ValueError:  # rows of different lengths
+            return None
+    return int(shape[1]) if len(shape) == 2 else None
 
 
 def _take_rows(X: Any, rows: np.ndarray) -> Any:
@@ -125,12 +191,17 @@ def _check_labels_1d(y: Any, name: str = "y") -> np.ndarray:
     return labels
 
 
-def _check_folds(labels: np.ndarray, folds: object) -> np.ndarray:
-    """The sorted classes of ``labels``, after checking every class can fill ``folds`` folds."""
+def _check_folds_value(folds: object) -> int:
     if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
         raise AuditError(
             f"The 'folds' parameter of a label audit must be an int >= 2. Got {folds!r}."
         )
+    return int(folds)
+
+
+def _check_folds(labels: np.ndarray, folds: object) -> np.ndarray:
+    """The sorted classes of ``labels``, after checking every class can fill ``folds`` folds."""
+    folds = _check_folds_value(folds)
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2:
         raise AuditError(
@@ -213,8 +284,8 @@ def _check_estimator(estimator: Any) -> None:
     if not hasattr(estimator, "fit") or not hasattr(estimator, "predict_proba"):
         raise AuditError(
             f"The 'estimator' of a label audit must be a scikit-learn-style classifier with "
-            f"fit and predict_proba. Got {estimator!r}. For an SVC pass probability=True; or "
-            "use inloop.label.audit.default_estimator()."
+            f"fit and predict_proba. Got {estimator!r}. Pass estimator=None for the default "
+            "model (inloop.label.default_audit_estimator)."
         )
 
 
@@ -492,9 +563,9 @@ def find_suspect_labels(
 
 
 def audit_labels(
-    estimator: Any,
     X: Any,
     y: Any,
+    estimator: Any = None,
     *,
     folds: int = 5,
     budget: int | None = None,
@@ -503,20 +574,30 @@ def audit_labels(
 ) -> AuditReport:
     """Audit the labels ``y`` of ``X`` in this process: cross-validate, then rank suspects.
 
-    The same as ``find_suspect_labels(y, out_of_sample_proba(estimator, X, y, ...))``.
-    For large data run the folds in parallel with
-    :func:`inloop.label.audit_flow.run_audit`, which gives the same report.
+    The same as ``find_suspect_labels(y, out_of_sample_proba(estimator, X, y, ...))``;
+    ``estimator=None`` uses ``default_audit_estimator(X, y, folds=folds)``, whose
+    internal calibration uses ``folds`` folds too. For large data run the folds
+    in parallel with :func:`inloop.label.audit_flow.run_audit`, which gives the
+    same report.
 
     >>> from sklearn.linear_model import LogisticRegression
     >>> X = np.r_[np.zeros((10, 1)), np.ones((10, 1))]
     >>> y = np.array([0] * 10 + [1] * 10)
     >>> y[3] = 1
-    >>> audit_labels(LogisticRegression(), X, y).indices.tolist()
+    >>> audit_labels(X, y, LogisticRegression()).indices.tolist()
     [3]
     """
+    if hasattr(X, "fit") and not hasattr(X, "shape"):
+        raise AuditError(
+            f"audit_labels takes (X, y, estimator=None); its first argument is the "
+            f"features, got the model {type(X).__name__}. Call audit_labels(X, y, estimator)."
+        )
     labels = _check_labels_1d(y)
     _check_budget(budget)
     _check_method(method)
+    _check_folds(labels, folds)
+    if estimator is None:
+        estimator = default_audit_estimator(X, labels, folds=folds)
     proba = out_of_sample_proba(estimator, X, labels, folds=folds, random_state=random_state)
     return find_suspect_labels(
         labels, proba, classes=np.unique(labels), budget=budget, method=method

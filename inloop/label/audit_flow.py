@@ -40,7 +40,7 @@ from inloop.label.audit import (
     _check_labels_1d,
     _check_method,
     _check_same_length,
-    default_estimator,
+    default_audit_estimator,
     find_suspect_labels,
     fold_proba,
     fold_test_indices,
@@ -64,8 +64,11 @@ def _load(key: str, what: str) -> Any:
         ) from None
 
 
-def _load_estimator(key: str) -> Any:
-    estimator = default_estimator() if not key else _load(key, "estimator")
+def _load_estimator(key: str, X: Any, labels: Any, folds: int) -> Any:
+    """The pickled estimator at ``key``, or (no key) the default model for ``X`` and ``labels``."""
+    if not key:
+        return default_audit_estimator(X, labels, folds=folds)
+    estimator = _load(key, "estimator")
     _check_estimator(estimator)
     return estimator
 
@@ -75,7 +78,8 @@ class AuditFlow(FlowSpec):
 
     Parameters are artifact keys (``open_artifact_store().put(value).key``):
     ``x_key`` the features, ``y_key`` the labels, ``estimator`` a pickled
-    classifier with ``predict_proba`` (empty: ``default_estimator()``).
+    classifier with ``predict_proba`` (empty: ``default_audit_estimator(X, y,
+    folds=folds)``).
     ``folds``, ``budget`` (empty: no limit), ``seed`` and ``method`` are as in
     :func:`inloop.label.audit.audit_labels`. Prefer :func:`run_audit` from Python.
     """
@@ -97,11 +101,12 @@ class AuditFlow(FlowSpec):
     def start(self) -> None:
         """Check the inputs and split the items into stratified folds."""
         labels = _check_labels_1d(_load(self.y_key, "y_key"))
-        _check_same_length(_load(self.x_key, "x_key"), labels)
-        _load_estimator(self.estimator)
+        X = _load(self.x_key, "x_key")
+        _check_same_length(X, labels)
         _check_budget(self.budget)
         _check_method(self.method)
         self.classes = _check_folds(labels, self.folds)
+        _load_estimator(self.estimator, X, labels, self.folds)
         self.labels = labels
         self.test_folds = fold_test_indices(labels, folds=self.folds, random_state=self.seed)
         self.next(self.fold, foreach="test_folds")
@@ -111,9 +116,9 @@ class AuditFlow(FlowSpec):
         """Fit on the other folds, predict this one's held-out items."""
         X = _load(self.x_key, "x_key")
         self.test = self.input
-        self.fold_proba = fold_proba(
-            _load_estimator(self.estimator), X, self.labels, self.test, self.classes
-        )
+        # The default model is chosen on all items, so that every fold fits the same one.
+        estimator = _load_estimator(self.estimator, X, self.labels, self.folds)
+        self.fold_proba = fold_proba(estimator, X, self.labels, self.test, self.classes)
         self.next(self.rank)
 
     @step
@@ -162,7 +167,7 @@ def run_audit(
     :class:`~inloop.label.audit.AuditError` and starts no run), then stored in
     the artifact store and the folds run as tasks: on local worker processes
     (``max_workers``), or on the executor named by ``executor`` or the
-    settings. ``estimator=None`` uses ``default_estimator()``.
+    settings. ``estimator=None`` uses ``default_audit_estimator(X, y, folds=folds)``.
 
     >>> import numpy as np
     >>> X = np.r_[np.zeros((10, 1)), np.ones((10, 1))]

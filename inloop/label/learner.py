@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, func, select
@@ -57,15 +57,14 @@ from inloop.label.projects import (
     require_single_label,
 )
 from inloop.label.queue import active_leases, set_priorities
-from inloop.label.strategies import (
-    HybridSampler,
-    SamplingStrategy,
-    UncertaintySampler,
-    default_strategy,
-)
 from inloop.label.tables import label_annotations, label_items
 
-__all__ = ["ActiveLearner", "LearnerError", "StoppingReport"]
+if TYPE_CHECKING:
+    # Imported where used: the strategies import scikit-learn, which `inloop server`
+    # should not wait for before it answers.
+    from inloop.label.strategies import SamplingStrategy
+
+__all__ = ["ActiveLearner", "LearnerError", "StoppingReport", "default_estimator"]
 
 _log = logging.getLogger(__name__)
 
@@ -117,6 +116,24 @@ class _Data:
     last_annotation_id: int
 
 
+def default_estimator() -> Any:
+    """The model in the loop when none is given: logistic regression on standardized features.
+
+    ``make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))``: it
+    trains in well under a second on the few hundred labels a project has while
+    people label, so the queue can be reordered every few labels. (A label
+    audit has its own default, :func:`inloop.label.audit.default_audit_estimator`.)
+
+    >>> [type(step).__name__ for step in default_estimator()]
+    ['StandardScaler', 'LogisticRegression']
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+
+
 @contextmanager
 def _single_threaded() -> Iterator[None]:
     """BLAS and OpenMP on one thread: threaded BLAS stalls a small machine under load."""
@@ -134,7 +151,8 @@ class ActiveLearner:
     - ``project``: the labeling project (name, id or record); its feature items
       are the pool, other kinds are ignored.
     - ``estimator``: any classifier with ``fit`` and ``predict_proba``; each
-      refresh fits a clone, so the object passed is never changed.
+      refresh fits a clone, so the object passed is never changed. None means
+      :func:`default_estimator` (logistic regression on standardized features).
     - ``strategy``: a :class:`~inloop.label.strategies.SamplingStrategy`;
       None means ``default_strategy(retrain_every)`` (the hybrid for batches,
       margin for single picks). Uncertainty strategies set every pool item's
@@ -161,7 +179,7 @@ class ActiveLearner:
     def __init__(
         self,
         project: ProjectRef,
-        estimator: Any,
+        estimator: Any = None,
         *,
         strategy: SamplingStrategy | None = None,
         retrain_every: int = 10,
@@ -213,11 +231,16 @@ class ActiveLearner:
 
     def _check_params(self) -> None:
         name = "ActiveLearner"
-        if not (hasattr(self.estimator, "fit") and hasattr(self.estimator, "predict_proba")):
+        estimator = self.estimator
+        if estimator is not None and not (
+            hasattr(estimator, "fit") and hasattr(estimator, "predict_proba")
+        ):
             raise LearnerError(
                 f"The 'estimator' parameter of {name} must be a classifier with fit and "
                 f"predict_proba, such as LogisticRegression(). Got {self.estimator!r}."
             )
+        from inloop.label.strategies import SamplingStrategy
+
         if self.strategy is not None and not isinstance(self.strategy, SamplingStrategy):
             raise LearnerError(
                 f"The 'strategy' parameter of {name} must be a SamplingStrategy such as "
@@ -251,6 +274,8 @@ class ActiveLearner:
             )
 
     def _strategy(self) -> SamplingStrategy:
+        from inloop.label.strategies import default_strategy
+
         if self.strategy is not None:
             return self.strategy
         return default_strategy(int(self.retrain_every), random_state=self.random_state)
@@ -383,7 +408,7 @@ class ActiveLearner:
                 classes.shape[0],
             )
             return None
-        model = clone(self.estimator)
+        model = clone(default_estimator() if self.estimator is None else self.estimator)
         X_pool = data.X[data.pool]
         with _single_threaded():
             model.fit(data.X[data.labeled], data.y.astype(str))
@@ -418,6 +443,8 @@ class ActiveLearner:
         return report
 
     def _priorities(self, proba: np.ndarray, X_pool: np.ndarray, data: _Data) -> np.ndarray:
+        from inloop.label.strategies import HybridSampler, UncertaintySampler
+
         strategy = self._strategy()
         leased_ids = {lease.item_id for lease in active_leases(self.project, engine=self.engine)}
         pool_ids = data.item_ids[data.pool]

@@ -380,7 +380,7 @@ def _feature_data(
         raise LabelError(
             f"queue_audit audits projects of 'features' items; project {project.name!r} has "
             f"labeled items of kind {kinds}. Audit text or image items by computing features "
-            "(embeddings) first and running inloop.label.audit.audit_labels(estimator, X, y)."
+            "(embeddings) first and running inloop.label.audit_labels(X, y)."
         )
     rows = [item_payload(items[i])["features"] for i in ids]
     widths = sorted({len(r) for r in rows})
@@ -471,7 +471,7 @@ def queue_audit(
     ...     "audit-review-doc", estimator=LogisticRegression(), engine=engine)]
     ['3']
     """
-    from inloop.label.audit import audit_labels, default_estimator
+    from inloop.label.audit import audit_labels, default_audit_estimator
 
     if budget is not None:
         budget = _check_int(budget, "budget", "queue_audit", 1)
@@ -494,8 +494,8 @@ def queue_audit(
     if use_flow:
         report, source = _run_audit_flow(X, labels, estimator, folds, record)
     else:
-        model = default_estimator() if estimator is None else estimator
-        report = audit_labels(model, X, labels, folds=folds)
+        model = default_audit_estimator(X, labels, folds=folds) if estimator is None else estimator
+        report = audit_labels(X, labels, model, folds=folds)
         source = f"audit_labels(folds={folds}, estimator={type(model).__name__})"
     rows: list[dict[str, Any]] = []
     for entry in report.to_records():

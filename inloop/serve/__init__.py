@@ -15,64 +15,89 @@ traffic (:func:`replay`, :func:`evaluate`), and change the champion with
 
 from __future__ import annotations
 
-from inloop.serve.actions import ActionDispatcher, Delivery, list_deliveries
-from inloop.serve.archive import (
-    ArchiveWriter,
-    RequestNotFoundError,
-    RequestView,
-    add_feedback,
-    count_requests,
-    get_request,
-    list_requests,
-)
-from inloop.serve.models import (
-    CallableModel,
-    Heuristic,
-    LoadedModel,
-    MajorityClass,
-    ModelNotFoundError,
-    ServeError,
-    SklearnModel,
-    Threshold,
-    as_model,
-    majority_class_from,
-    model_kind,
-)
-from inloop.serve.policy import (
-    Action,
-    ActionRule,
-    DefaultAnswer,
-    Policy,
-    PolicyError,
-    PolicyRevision,
-    ReviewSettings,
-    Schedule,
-    ScheduleStep,
-    Service,
-    ServiceNotFoundError,
-    as_policy,
-    create_service,
-    current_policy,
-    list_services,
-    policy_history,
-    promote,
-    rollback,
-    set_policy,
-)
-from inloop.serve.policy_edits import read_policy, update_policy
-from inloop.serve.registry import (
-    ModelVersion,
-    RegisteredModel,
-    get_version,
-    list_models,
-    list_versions,
-    load,
-    register,
-)
-from inloop.serve.rendezvous import Answer, InvalidRequestError, NoAnswerError, Rendezvous
-from inloop.serve.replay import ModelEvaluation, ReplayReport, evaluate, replay
-from inloop.serve.review import RoutedItem, routed_items
-from inloop.serve.scoring import LocalTransport, Score
+from typing import TYPE_CHECKING
+
+from inloop._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from inloop.serve.actions import (
+        ActionDispatcher,
+        Delivery,
+        list_deliveries,
+    )
+    from inloop.serve.archive import (
+        ArchiveWriter,
+        RequestNotFoundError,
+        RequestView,
+        add_feedback,
+        count_requests,
+        get_request,
+        list_requests,
+    )
+    from inloop.serve.models import (
+        CallableModel,
+        Heuristic,
+        LoadedModel,
+        MajorityClass,
+        ModelNotFoundError,
+        ServeError,
+        SklearnModel,
+        Threshold,
+        as_model,
+        majority_class_from,
+        model_kind,
+    )
+    from inloop.serve.policy import (
+        Action,
+        ActionRule,
+        DefaultAnswer,
+        Policy,
+        PolicyError,
+        PolicyRevision,
+        ReviewSettings,
+        Schedule,
+        ScheduleStep,
+        Service,
+        ServiceNotFoundError,
+        as_policy,
+        create_service,
+        current_policy,
+        list_services,
+        policy_history,
+        promote,
+        rollback,
+        set_policy,
+    )
+    from inloop.serve.policy_edits import read_policy, update_policy
+    from inloop.serve.registry import (
+        ModelVersion,
+        RegisteredModel,
+        get_version,
+        list_models,
+        list_versions,
+        load,
+        register,
+    )
+    from inloop.serve.rendezvous import (
+        Answer,
+        InvalidRequestError,
+        NoAnswerError,
+        Rendezvous,
+    )
+    from inloop.serve.replay import (
+        ModelEvaluation,
+        ReplayReport,
+        evaluate,
+        replay,
+    )
+    from inloop.serve.review import (
+        RoutedItem,
+        routed_items,
+    )
+    from inloop.serve.scoring import (
+        LocalTransport,
+        Score,
+    )
 
 __all__ = [
     "Action",
@@ -137,3 +162,69 @@ __all__ = [
     "set_policy",
     "update_policy",
 ]
+
+# Imported on first use: the store imports this part's tables module to build a
+# schema, and that must not import scikit-learn, cleanlab or FastAPI with it.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "inloop.serve.actions": ("ActionDispatcher", "Delivery", "list_deliveries"),
+        "inloop.serve.archive": (
+            "ArchiveWriter",
+            "RequestNotFoundError",
+            "RequestView",
+            "add_feedback",
+            "count_requests",
+            "get_request",
+            "list_requests",
+        ),
+        "inloop.serve.models": (
+            "CallableModel",
+            "Heuristic",
+            "LoadedModel",
+            "MajorityClass",
+            "ModelNotFoundError",
+            "ServeError",
+            "SklearnModel",
+            "Threshold",
+            "as_model",
+            "majority_class_from",
+            "model_kind",
+        ),
+        "inloop.serve.policy": (
+            "Action",
+            "ActionRule",
+            "DefaultAnswer",
+            "Policy",
+            "PolicyError",
+            "PolicyRevision",
+            "ReviewSettings",
+            "Schedule",
+            "ScheduleStep",
+            "Service",
+            "ServiceNotFoundError",
+            "as_policy",
+            "create_service",
+            "current_policy",
+            "list_services",
+            "policy_history",
+            "promote",
+            "rollback",
+            "set_policy",
+        ),
+        "inloop.serve.policy_edits": ("read_policy", "update_policy"),
+        "inloop.serve.registry": (
+            "ModelVersion",
+            "RegisteredModel",
+            "get_version",
+            "list_models",
+            "list_versions",
+            "load",
+            "register",
+        ),
+        "inloop.serve.rendezvous": ("Answer", "InvalidRequestError", "NoAnswerError", "Rendezvous"),
+        "inloop.serve.replay": ("ModelEvaluation", "ReplayReport", "evaluate", "replay"),
+        "inloop.serve.review": ("RoutedItem", "routed_items"),
+        "inloop.serve.scoring": ("LocalTransport", "Score"),
+    },
+)

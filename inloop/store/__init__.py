@@ -9,10 +9,27 @@ lone surrogates), for every part to check what users give before storing it.
 
 from __future__ import annotations
 
-from inloop.store.artifacts import ArtifactStore, StoredArtifact, open_artifact_store
-from inloop.store.db import dispose_engines, get_engine
-from inloop.store.runs import ArtifactRecord, RunRecord, RunStore, TaskRecord
-from inloop.store.text import Unstorable, find_unstorable, text_problem
+from typing import TYPE_CHECKING
+
+from inloop._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from inloop.store.artifacts import (
+        ArtifactStore,
+        StoredArtifact,
+        open_artifact_store,
+    )
+    from inloop.store.db import (
+        dispose_engines,
+        get_engine,
+    )
+    from inloop.store.runs import (
+        ArtifactRecord,
+        RunRecord,
+        RunStore,
+        TaskRecord,
+    )
+    from inloop.store.text import Unstorable, find_unstorable, text_problem
 
 __all__ = [
     "ArtifactRecord",
@@ -28,3 +45,15 @@ __all__ = [
     "open_artifact_store",
     "text_problem",
 ]
+
+# Imported on first use: every part's tables module imports inloop.store.tables, and
+# a command that only reads the database need not import the run store and artifacts.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "inloop.store.artifacts": ("ArtifactStore", "StoredArtifact", "open_artifact_store"),
+        "inloop.store.db": ("dispose_engines", "get_engine"),
+        "inloop.store.runs": ("ArtifactRecord", "RunRecord", "RunStore", "TaskRecord"),
+        "inloop.store.text": ("Unstorable", "find_unstorable", "text_problem"),
+    },
+)

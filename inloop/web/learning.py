@@ -16,9 +16,10 @@ A project chooses its model in its settings (``projects.settings``)::
                "strategy": "hybrid"}}                # a name of STRATEGIES
 
 Every key is optional. Without a ``"model"`` setting (or with ``null``) a
-project with feature items gets the default: logistic regression
-(``max_iter=1000``) on standardized features, retrained every 10 labels, with
-the default strategy (:func:`~inloop.label.strategies.default_strategy`).
+project with feature items gets the default model
+(:func:`inloop.label.default_estimator`: logistic regression on standardized
+features), retrained every 10 labels, with the default strategy
+(:func:`inloop.label.default_strategy`).
 ``"model": false`` turns the model off for that project. A setting the pool
 cannot use is logged and kept in ``errors_``; the other projects carry on.
 
@@ -44,21 +45,25 @@ import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 
+from inloop.label import default_estimator
 from inloop.label.learner import ActiveLearner, LearnerError, StoppingReport
 from inloop.label.projects import Project, list_projects
-from inloop.label.strategies import STRATEGIES, SamplingStrategy, make_strategy
 from inloop.label.tables import label_items
 from inloop.store.artifacts import ArtifactStore
+
+if TYPE_CHECKING:
+    # Imported where used: the strategies import scikit-learn, which the server
+    # should not wait for before it answers (the pool's thread imports it).
+    from inloop.label.strategies import SamplingStrategy
 
 __all__ = [
     "DEFAULT_ESTIMATOR",
     "LearnerPool",
     "ModelSettingsError",
-    "default_estimator",
     "pool_for",
 ]
 
@@ -135,6 +140,8 @@ def _config(project: Project) -> _Config | None:
         raise ModelSettingsError(
             f"{where} has 'retrain_every' {every!r}; accepted: an integer >= 1, such as 10."
         )
+    from inloop.label.strategies import STRATEGIES
+
     strategy = raw.get("strategy")
     name = strategy.strip().lower().replace("-", "_") if isinstance(strategy, str) else None
     if strategy is not None and name not in STRATEGIES:
@@ -143,19 +150,6 @@ def _config(project: Project) -> _Config | None:
             f"{', '.join(sorted(STRATEGIES))}."
         )
     return _Config(estimator, every, strategy)
-
-
-def default_estimator() -> Any:
-    """Logistic regression (``max_iter=1000``) on standardized features.
-
-    >>> [type(step).__name__ for step in default_estimator()]
-    ['StandardScaler', 'LogisticRegression']
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
 
 
 class LearnerPool:
@@ -223,6 +217,8 @@ class LearnerPool:
         return estimator
 
     def _learner(self, project: Project, config: _Config) -> ActiveLearner:
+        from inloop.label.strategies import make_strategy
+
         strategy: SamplingStrategy | None = None
         if config.strategy is not None:
             strategy = make_strategy(config.strategy, batch_size=config.retrain_every)

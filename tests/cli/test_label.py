@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -232,6 +233,23 @@ def test_audit_lists_the_review_queue(runner: CliRunner, tmp_path: Path) -> None
     out = run(runner, "audit", "digits", "--budget", "10", "--folds", "3")
     assert "Review queue of digits" in out
     assert "suggested" in out and "confidence" in out
+
+
+def test_audit_folds_option_reaches_every_step(runner: CliRunner, tmp_path: Path) -> None:
+    # 6 items a class: enough for 3 folds inside each training fold, not for 5. Any step
+    # splitting into another number of folds fails (or warns, an error in this suite).
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 0.5, (6, 2)) for c in np.eye(3, 2) * 6.0])
+    y = np.repeat(np.arange(3), 6)
+    y[0] = 2
+    path = tmp_path / "blobs.npy"
+    np.save(path, np.column_stack([X, y]))
+    run(runner, "create", "blobs", "--classes", "0,1,2")
+    run(runner, "import", "blobs", str(path), "--label-column", "-1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = run(runner, "audit", "blobs", "--folds", "3")
+    assert "Review queue of blobs" in out
 
 
 def test_an_error_is_one_red_line_on_stderr() -> None:

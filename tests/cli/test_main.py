@@ -236,3 +236,24 @@ def test_logs_errors_are_one_red_line(runner: CliRunner, pathspec: str, message:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(timedelta(seconds=seconds)) == text
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "stream", "text"),
+    [
+        (["--version"], 0, "stdout", f"inloop {__version__}"),
+        (["label", "status", "no-such-project"], 1, "stderr", "Error:"),
+    ],
+)
+def test_console_script_exits_quickly_with_its_output_and_code(
+    args: list[str], code: int, stream: str, text: str
+) -> None:
+    # run() ends the process with os._exit: the output must be flushed first.
+    import subprocess
+
+    probe = f"import sys; sys.argv = ['inloop', *{args!r}]; from inloop.cli.main import run; run()"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == code, proc.stderr
+    assert text in getattr(proc, stream)

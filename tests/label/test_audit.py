@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
+from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -16,10 +18,12 @@ from sklearn.preprocessing import StandardScaler
 
 from inloop.errors import InloopError
 from inloop.label.audit import (
+    PCA_ABOVE_FEATURES,
+    SVC_MAX_ITEMS,
     AuditError,
     AuditReport,
     audit_labels,
-    default_estimator,
+    default_audit_estimator,
     find_suspect_labels,
     fold_proba,
     fold_test_indices,
@@ -46,7 +50,7 @@ def digits_noisy() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Digits with 10 % of labels flipped (seed 0), and their out-of-sample probabilities."""
     X, y = load_digits(return_X_y=True)
     noisy, truth = flip_labels(y, NOISE, seed=0)
-    proba = out_of_sample_proba(default_estimator(), X, noisy, folds=5, random_state=0)
+    proba = out_of_sample_proba(default_audit_estimator(), X, noisy, folds=5, random_state=0)
     return X, noisy, truth, proba
 
 
@@ -150,7 +154,7 @@ def test_string_labels_and_lists_work_end_to_end() -> None:
     X = np.r_[rng.normal(0, 0.3, (30, 2)), rng.normal(3, 0.3, (30, 2))].tolist()
     y = ["low"] * 30 + ["high"] * 30
     y[5] = "high"
-    report = audit_labels(LogisticRegression(), X, y, folds=3)
+    report = audit_labels(X, y, LogisticRegression(), folds=3)
     assert report.indices.tolist() == [5]
     assert report.given.tolist() == ["high"] and report.suggested.tolist() == ["low"]
     assert report.classes.tolist() == ["high", "low"]
@@ -162,7 +166,7 @@ def test_class_with_fewer_members_than_folds_is_named() -> None:
     with pytest.raises(AuditError, match=r"Class 2 has 2 labeled item\(s\), fewer than folds=5"):
         out_of_sample_proba(LogisticRegression(), X, y, folds=5)
     with pytest.raises(AuditError, match="Lower 'folds' to at most 2"):
-        audit_labels(LogisticRegression(), X, y)
+        audit_labels(X, y, LogisticRegression())
 
 
 @pytest.mark.parametrize(
@@ -230,3 +234,84 @@ def test_audit_error_is_an_inloop_value_error() -> None:
     report = find_suspect_labels([0, 1] * 5, np.tile([[0.8, 0.2], [0.3, 0.7]], (5, 1)))
     with pytest.raises(AuditError, match=r"'k' parameter of AuditReport.top .* Got -1"):
         report.top(-1)
+
+
+# -- the default model and its folds -----------------------------------------------------
+
+
+def _blobs(per_class: int, n_features: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three well separated classes of ``per_class`` items each."""
+    rng = np.random.default_rng(seed)
+    centers = np.eye(3, n_features) * 6.0
+    X = np.concatenate([rng.normal(c, 0.5, (per_class, n_features)) for c in centers])
+    return X, np.repeat(np.arange(3), per_class)
+
+
+def test_audit_labels_uses_the_default_model_when_none_is_given() -> None:
+    X, y = load_digits(return_X_y=True)
+    noisy, truth = flip_labels(y, NOISE, seed=3)
+    report = audit_labels(X, noisy, budget=50)
+    assert truth[report.indices].mean() >= 0.9
+    # The same report as with the default model passed by hand.
+    by_hand = audit_labels(X, noisy, default_audit_estimator(X, noisy), budget=50)
+    assert np.array_equal(report.indices, by_hand.indices)
+
+
+def test_folds_reach_the_default_models_calibration() -> None:
+    # 6 items a class: an outer training fold of 3 folds holds 4 of each, enough for an
+    # internal 3-fold calibration but not for 5 folds (scikit-learn would warn, and the
+    # test suite turns warnings into errors).
+    X, y = _blobs(per_class=6)
+    model = default_audit_estimator(X, y, folds=3)
+    assert model[-1].cv == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = audit_labels(X, y, folds=3)
+        fitted = clone(model).fit(X, y)
+    assert fitted[-1].cv == 3 and len(fitted[-1].calibrated_classifiers_) == 1
+    assert report.n_items == 18
+
+
+def test_default_model_is_chosen_by_the_size_of_the_data() -> None:
+    names = lambda model: [type(step).__name__ for step in model]  # noqa: E731
+    X, y = _blobs(per_class=20)
+    assert names(default_audit_estimator()) == ["MinMaxScaler", "CalibratedClassifierCV"]
+    assert names(default_audit_estimator(X, y)) == ["MinMaxScaler", "CalibratedClassifierCV"]
+    wide = np.zeros((60, PCA_ABOVE_FEATURES + 1))
+    assert names(default_audit_estimator(wide, y)) == [
+        "MinMaxScaler",
+        "PCA",
+        "CalibratedClassifierCV",
+    ]
+    many = np.zeros((SVC_MAX_ITEMS + 1, 784))
+    assert names(default_audit_estimator(many)) == [
+        "MinMaxScaler", "PCA", "Nystroem", "LogisticRegression"
+    ]  # fmt: skip
+    # A class too small for an internal calibration: a model that needs none.
+    X_small, y_small = _blobs(per_class=4)
+    assert names(default_audit_estimator(X_small, y_small, folds=3)) == [
+        "MinMaxScaler", "LogisticRegression"
+    ]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert audit_labels(X_small, y_small, folds=3).n_items == 12
+
+
+def test_the_old_argument_order_is_named() -> None:
+    with pytest.raises(AuditError, match=r"audit_labels\(X, y, estimator\)"):
+        audit_labels(LogisticRegression(), np.zeros((10, 1)), [0, 1] * 5)
+    with pytest.raises(AuditError, match=r"'folds' parameter .* Got 1"):
+        default_audit_estimator(np.zeros((4, 2)), [0, 1] * 2, folds=1)
+
+
+def test_default_model_on_few_wide_items_keeps_the_pca_within_a_fold() -> None:
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 12)
+    X = rng.normal(size=(36, PCA_ABOVE_FEATURES + 20)) + y[:, None]
+    y[0] = 1
+    model = default_audit_estimator(X, y, folds=3)
+    assert model[1].n_components == 24  # 36 items, 3 folds: 24 in each training fold
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = audit_labels(X, y, folds=3)
+    assert 0 in report.indices.tolist()

@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from inloop import Flow, Runner
-from inloop.label.audit import AuditError, audit_labels, default_estimator
+from inloop.label.audit import AuditError, audit_labels
 from inloop.label.audit_flow import AuditFlow, run_audit
 from inloop.store import RunStore, open_artifact_store
 
@@ -34,7 +34,7 @@ def test_flow_flags_the_same_items_as_in_process(
     small_noisy_digits: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
     X, noisy, changed = small_noisy_digits
-    local = audit_labels(default_estimator(), X, noisy, folds=3, random_state=5)
+    local = audit_labels(X, noisy, folds=3, random_state=5)  # the default model
     report = run_audit(X, noisy, folds=3, random_state=5, max_workers=2)
     assert np.array_equal(report.indices, local.indices)
     assert np.allclose(report.score, local.score)
@@ -54,7 +54,7 @@ def test_given_estimator_and_budget_travel_through_the_flow(
 ) -> None:
     X, noisy, _ = small_noisy_digits
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    local = audit_labels(model, X, noisy, folds=2, budget=15, random_state=1)
+    local = audit_labels(X, noisy, model, folds=2, budget=15, random_state=1)
     report = run_audit(X, noisy, model, folds=2, budget=15, random_state=1, max_workers=2)
     assert len(report) == 15 and report.budget == 15
     assert np.array_equal(report.indices, local.indices)

@@ -282,3 +282,20 @@ def test_bad_parameters_are_named(engine: Engine, params: dict[str, Any], messag
     with pytest.raises(LearnerError, match=message):
         learner.start()
     assert not learner.running
+
+
+def test_without_an_estimator_the_learner_uses_the_default_model(
+    digits: tuple[np.ndarray, np.ndarray],
+) -> None:
+    from inloop.label import default_estimator
+
+    engine = get_engine("sqlite://")
+    y = digits[1]
+    ids = _digits_project(engine, digits)
+    _label(engine, ids, y, range(SEED_LABELS))
+    learner = ActiveLearner("digits", engine=engine)
+    report = learner.refresh()
+    assert report is not None and report.n_labels == SEED_LABELS
+    steps = [type(step).__name__ for step in learner.model_]
+    assert steps == [type(step).__name__ for step in default_estimator()]
+    assert learner.estimator is None  # parameters stay as given, scikit-learn style
