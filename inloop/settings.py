@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     stream_url: str | None = Field(
         default=None, description="Redis URL for rendezvous streams at scale."
     )
+    archive_journal: bool = Field(
+        default=True,
+        description="Journal each answered request in `home`/journal before its answer leaves, "
+        "so that a server killed before archiving it archives it at its next start.",
+    )
     require_services: bool = Field(
         default=False, description="Tests fail instead of skipping when a service is missing."
     )

@@ -21,11 +21,12 @@ label later: :func:`add_feedback`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,11 +34,12 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from inloop.serve.archive_process import ArchiveProcess, ArchiveProcessError
+from inloop.serve.journal import Journal, orphans
 from inloop.serve.models import ServeError
 from inloop.serve.policy import Policy, find_service_id
 from inloop.serve.queues import drain, take_batch
 from inloop.serve.scoring import Score
-from inloop.serve.tables import serve_feedback, serve_requests, serve_scores
+from inloop.serve.tables import serve_feedback, serve_policies, serve_requests, serve_scores
 from inloop.store.db import begin_write, get_engine, is_memory_database
 
 __all__ = [
@@ -103,6 +105,56 @@ class ArchivedRequest:
             "latency_ms": self.latency_ms,
         }
 
+    def journal_entry(self, pending: Sequence[tuple[str, str]] = ()) -> tuple[Any, ...]:
+        """This request as a journal record: plain values, the policy by its revision.
+
+        ``pending`` names the models, ``(ref, role)``, whose scores had not come
+        yet; :meth:`from_journal` archives them as ``timeout``.
+        """
+        return (
+            _JOURNAL_FORMAT,
+            self.request_id,
+            self.service,
+            self.service_id,
+            self.revision,
+            self.received_at,
+            self.instances if self.policy.decoy else None,  # no decoy: inputs are not kept
+            self.n_instances,
+            self.model,
+            self.role,
+            self.fallback_used,
+            self.predictions,
+            self.latency_ms,
+            tuple(_score_values(s) for s in self.scores),
+            tuple(pending),
+        )
+
+    @classmethod
+    def from_journal(cls, entry: Sequence[Any], policy: Policy) -> ArchivedRequest:
+        """The request a :meth:`journal_entry` record holds, under its revision's ``policy``."""
+        (_, request_id, service, service_id, revision, received_at, instances, n) = entry[:8]
+        model, role, fallback_used, predictions, latency_ms, scores, pending = entry[8:15]
+        lost = "the server stopped before this score came"
+        return cls(
+            request_id=request_id,
+            service=service,
+            service_id=service_id,
+            revision=revision,
+            policy=policy,
+            received_at=received_at,
+            instances=instances,
+            n_instances=n,
+            model=model,
+            role=role,
+            fallback_used=fallback_used,
+            predictions=predictions,
+            latency_ms=latency_ms,
+            scores=(
+                *(Score(*values) for values in scores),
+                *(Score(ref, model_role, "timeout", error=lost) for ref, model_role in pending),
+            ),
+        )
+
     def score_rows(self) -> list[dict[str, Any]]:
         seen: set[str] = set()
         rows = []
@@ -114,6 +166,24 @@ class ArchivedRequest:
             row["request_id"] = self.request_id
             rows.append(row)
         return rows
+
+
+#: The layout of a journal record (the first value of each); a new layout gets a new number.
+_JOURNAL_FORMAT = 1
+
+
+def _score_values(score: Score) -> tuple[Any, ...]:
+    # The fields in order: a tuple pickles several times faster than the dataclass.
+    return (
+        score.model,
+        score.role,
+        score.status,
+        score.predictions,
+        score.probabilities,
+        score.classes,
+        score.latency_ms,
+        score.error,
+    )
 
 
 def insert_rows(conn: Any, request_rows: Sequence[Any], score_rows: Sequence[Any]) -> None:
@@ -167,6 +237,13 @@ class ArchiveWriter:
     replaced; if none can start, the thread writes itself, with a warning.
     An in-memory SQLite database cannot be shared with a child: ``process``
     is refused for one.
+
+    With a ``journal`` (:class:`~inloop.serve.journal.Journal`, opened by
+    :meth:`start`), the rendezvous journals each answered request before its
+    answer leaves and the writer tells the journal what it committed. On
+    start, the thread first archives what the journals of dead processes in
+    the same folder hold and the database does not (their hooks run too);
+    :attr:`recovered` counts them.
     """
 
     def __init__(
@@ -181,6 +258,7 @@ class ArchiveWriter:
         chunk: int = 4,
         pause_s: float = 0.0002,
         process: bool = False,
+        journal: Journal | None = None,
     ) -> None:
         if linger_s < 0 or pause_s < 0 or max_batch < 1 or chunk < 1:
             raise ServeError(
@@ -206,10 +284,16 @@ class ArchiveWriter:
         self._queue: queue.Queue[ArchivedRequest | None] = queue.Queue(max_queue)
         self._state = _State()
         self._thread: threading.Thread | None = None
+        #: Where answered requests are journaled before their answers leave (None: nowhere).
+        self.journal = journal
+        #: Requests archived from dead processes' journals since :meth:`start`.
+        self.recovered = 0
 
     def start(self) -> ArchiveWriter:
         """Start the writer thread (once); returns self."""
         if self._thread is None:
+            if self.journal is not None and self.journal.path is None:
+                self.journal.open()
             self._thread = threading.Thread(target=self._run, name="inloop-archive", daemon=True)
             self._thread.start()
         return self
@@ -260,6 +344,8 @@ class ArchiveWriter:
         self._queue.put(None)
         self._thread.join(timeout)
         self._thread = None
+        if self.journal is not None:
+            self.journal.close()
 
     @property
     def process_pid(self) -> int | None:
@@ -279,6 +365,8 @@ class ArchiveWriter:
         if self._process is not None:
             self._start_process()
         try:
+            if self.journal is not None:
+                self._recover(self.journal)
             self._serve()
         finally:
             if self._process is not None:
@@ -321,6 +409,77 @@ class ArchiveWriter:
             elif batch:
                 self._process.write(*_rows(batch))
 
+    def _recover(self, journal: Journal) -> None:
+        """Archive what dead processes' journals hold and the database does not, then drop them."""
+        assert journal.path is not None
+        policies: dict[tuple[int, int], Policy | None] = {}
+        for orphan in orphans(journal.path.parent, exclude=journal.path):
+            try:
+                recovered, lost = self._replay(orphan.records(), policies)
+            except Exception:
+                log.exception("archive: replaying the journal %s failed; kept", orphan.path)
+                orphan.release()
+                continue
+            self.recovered += recovered
+            if recovered or lost:
+                log.warning(
+                    "archive: %d answered requests recovered from the journal of a server that "
+                    "stopped before archiving them (%s)%s",
+                    recovered,
+                    orphan.path.name,
+                    f"; {lost} could not be written and are lost" if lost else "",
+                )
+            orphan.remove()
+
+    def _replay(
+        self, entries: Iterator[tuple[Any, ...]], policies: dict[tuple[int, int], Policy | None]
+    ) -> tuple[int, int]:
+        """Write the journaled requests the database lacks; how many were written and lost."""
+        written = lost = 0
+        batch: list[ArchivedRequest] = []
+        for entry in itertools.chain(entries, [None]):
+            if entry is not None:
+                record = self._from_journal(entry, policies)
+                if record is None:
+                    lost += 1
+                else:
+                    batch.append(record)
+            if batch and (entry is None or len(batch) >= self._max_batch):
+                todo = self._not_stored(batch)
+                batch = []
+                if todo and self._commit(todo, 0):
+                    written += len(todo)
+                    continue
+                for one in todo:  # one by one: a request the database refuses costs only itself
+                    if not self._not_stored([one]):
+                        continue  # written meanwhile, by another process
+                    if self._commit([one], 0):
+                        written += 1
+                    else:
+                        lost += 1
+        return written, lost
+
+    def _from_journal(
+        self, entry: tuple[Any, ...], policies: dict[tuple[int, int], Policy | None]
+    ) -> ArchivedRequest | None:
+        if not entry or entry[0] != _JOURNAL_FORMAT:
+            log.warning("archive: a journal record of an unknown layout was skipped")
+            return None
+        key = (int(entry[3]), int(entry[4]))  # the service id and policy revision
+        if key not in policies:
+            with self.engine.connect() as conn:
+                body = conn.execute(
+                    select(serve_policies.c.body).where(
+                        serve_policies.c.service_id == key[0], serve_policies.c.revision == key[1]
+                    )
+                ).scalar()
+            policies[key] = None if body is None else Policy.model_validate(body)
+        policy = policies[key]
+        if policy is None:
+            log.warning("archive: journaled request %s: its service is gone; skipped", entry[1])
+            return None
+        return ArchivedRequest.from_journal(entry, policy)
+
     def _not_stored(self, batch: list[ArchivedRequest]) -> list[ArchivedRequest]:
         ids = [r.request_id for r in batch]
         with self.engine.connect() as conn:
@@ -331,10 +490,10 @@ class ArchiveWriter:
             )
         return [r for r in batch if r.request_id not in stored]
 
-    def _write(self, batch: list[ArchivedRequest]) -> None:
-        state = self._state
+    def _commit(self, batch: list[ArchivedRequest], retries: int) -> bool:
+        """Write ``batch`` (trying ``retries`` more times), then run the hooks; True if written."""
         ok = False
-        for attempt in range(self._retries + 1):
+        for attempt in range(retries + 1):
             try:
                 if self._process is not None:
                     self._write_there(batch)
@@ -347,16 +506,23 @@ class ArchiveWriter:
                     "archive: writing %d requests failed (attempt %d of %d)",
                     len(batch),
                     attempt + 1,
-                    self._retries + 1,
+                    retries + 1,
                 )
-                if attempt < self._retries:
+                if attempt < retries:
                     time.sleep(1.0)
+        if ok and self.journal is not None:
+            self.journal.committed([r.request_id for r in batch])
         # Hooks first: a flush() returns once they have seen what it waited for.
         for hook in self.hooks if ok else ():
             try:
                 hook(batch)
             except Exception:
                 log.exception("archive hook %r failed", hook)
+        return ok
+
+    def _write(self, batch: list[ArchivedRequest]) -> None:
+        ok = self._commit(batch, self._retries)
+        state = self._state
         with state.lock:
             state.written += len(batch)
             if ok:

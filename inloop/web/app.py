@@ -108,11 +108,18 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
 
     dispatcher = ActionDispatcher(engine)
     app.state.dispatcher = dispatcher
+    settings = get_settings()
+    journal = None
+    if settings.archive_journal and not is_memory_database(engine):
+        from inloop.serve.journal import Journal
+
+        journal = Journal(settings.home / "journal")
     # A child process writes the archive, off the event loop's GIL (see inloop.serve.archive).
     archive = ArchiveWriter(
         engine,
         hooks=[ReviewRouter(engine), dispatcher.on_archived],
         process=not is_memory_database(engine),
+        journal=journal,
     )
     app.state.rendezvous = Rendezvous(engine=engine, transport=transport, archive=archive)
     app.state.serving_tokens = TokenCache()
