@@ -13,9 +13,11 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +28,8 @@ from inloop.serve.tables import serve_requests, serve_scores
 from inloop.store.db import get_engine
 from inloop.web.auth import create_user
 
-SERVICE = "kill"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+_MAIN = "from inloop.cli.main import main; main()"
 
 
 def _free_port() -> int:
@@ -100,14 +103,17 @@ class Server:
                 self.process.wait()
 
 
-@pytest.fixture
-def env(db_url: str, inloop_home: Path) -> dict[str, str]:
-    """A service on a MajorityClass champion and canary; the environment of its servers."""
+def _environment(db_url: str, home: Path) -> dict[str, str]:
+    """A service on a MajorityClass champion and canary; the environment of its servers.
+
+    The service's name is unique (``INLOOP_TEST_SERVICE``): its Redis stream is its own.
+    """
     engine = get_engine(db_url)
+    service = f"kill-{uuid.uuid4().hex[:10]}"
     champion = register(MajorityClass(["a", "b"], [3, 1]), name="m", engine=engine).ref
     canary = register(MajorityClass(["a", "b"], [1, 3]), name="m", engine=engine).ref
     create_service(
-        SERVICE,
+        service,
         {
             "champion": champion,
             "canary": canary,
@@ -123,9 +129,22 @@ def env(db_url: str, inloop_home: Path) -> dict[str, str]:
     return {
         **os.environ,
         "INLOOP_DB_URL": db_url,
-        "INLOOP_HOME": str(inloop_home),
+        "INLOOP_HOME": str(home),
         "INLOOP_TEST_TOKEN": token,
+        "INLOOP_TEST_SERVICE": service,
     }
+
+
+@pytest.fixture
+def env(db_url: str, inloop_home: Path) -> dict[str, str]:
+    """The environment of servers on SQLite, then on PostgreSQL."""
+    return _environment(db_url, inloop_home)
+
+
+@pytest.fixture
+def sqlite_env(inloop_home: Path) -> dict[str, str]:
+    """The environment of servers on SQLite only (what is tested does not depend on it)."""
+    return _environment(f"sqlite:///{inloop_home / 'inloop.db'}", inloop_home)
 
 
 @pytest.fixture
@@ -136,13 +155,14 @@ def servers(tmp_path: Path) -> Iterator[list[Server]]:
         server.stop()
 
 
-def _predict_many(server: Server, token: str, n: int, threads: int = 8) -> list[str]:
+def _predict_many(server: Server, env: dict[str, str], n: int, threads: int = 8) -> list[str]:
     """Send ``n`` predict requests, ``threads`` at a time; the ids of the answered ones."""
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {env['INLOOP_TEST_TOKEN']}"}
+    path = f"/v1/services/{env['INLOOP_TEST_SERVICE']}/predict"
 
     def one(i: int) -> str:
         with httpx.Client(base_url=server.url, headers=headers, timeout=20) as http:
-            answer = http.post(f"/v1/services/{SERVICE}/predict", json={"instance": [float(i)]})
+            answer = http.post(path, json={"instance": [float(i)]})
             assert answer.status_code == 200, answer.text
             return str(answer.json()["request_id"])
 
@@ -184,7 +204,7 @@ def test_requests_answered_just_before_a_sigkill_are_archived_after_a_restart(
     first = Server(env, tmp_path / "first.log")
     servers.append(first)
     first.wait_up()
-    ids = _predict_many(first, env["INLOOP_TEST_TOKEN"], 300)
+    ids = _predict_many(first, env, 300)
     first.kill()  # right after the last answer: its archive is still on its way
 
     second = Server(env, tmp_path / "second.log")
@@ -202,12 +222,11 @@ def test_a_killed_archive_writer_loses_nothing_even_when_the_server_dies_next(
     first = Server(env, tmp_path / "first.log")
     servers.append(first)
     first.wait_up()
-    token = env["INLOOP_TEST_TOKEN"]
-    ids = _predict_many(first, token, 100)
+    ids = _predict_many(first, env, 100)
     writers = first.children()
     assert len(writers) == 1, writers
     os.kill(writers[0], signal.SIGKILL)
-    ids += _predict_many(first, token, 100)
+    ids += _predict_many(first, env, 100)
     first.kill()
 
     second = Server(env, tmp_path / "second.log")
@@ -215,3 +234,54 @@ def test_a_killed_archive_writer_loses_nothing_even_when_the_server_dies_next(
     second.wait_up()
     missing = _wait_archived(ids, db_url)
     assert not missing, f"{len(missing)} of {len(ids)} answered requests were lost"
+
+
+def test_several_server_processes_killed_at_once_lose_nothing(
+    sqlite_env: dict[str, str], servers: list[Server], tmp_path: Path
+) -> None:
+    env, db_url = sqlite_env, sqlite_env["INLOOP_DB_URL"]
+    server = Server(env, tmp_path / "server.log", workers=2)
+    servers.append(server)
+    server.wait_up()
+    ids = _predict_many(server, env, 200)
+    workers = [  # not multiprocessing's resource tracker
+        pid
+        for pid in server.children()
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(workers) == 2, workers
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    # uvicorn starts two new worker processes; one of them replays each dead one's journal.
+    missing = _wait_archived(ids, db_url)
+    assert not missing, f"{len(missing)} of {len(ids)} answered requests were lost"
+
+
+def test_over_redis_streams_requests_answered_before_a_sigkill_are_archived(
+    sqlite_env: dict[str, str], servers: list[Server], tmp_path: Path, redis_client: Any
+) -> None:
+    db_url, service = sqlite_env["INLOOP_DB_URL"], sqlite_env["INLOOP_TEST_SERVICE"]
+    env = {**sqlite_env, "INLOOP_STREAM_URL": REDIS_URL}
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _MAIN, "serve", "worker", service],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        first = Server(env, tmp_path / "first.log")
+        servers.append(first)
+        first.wait_up()
+        ids = _predict_many(first, env, 200)
+        first.kill()
+        second = Server(env, tmp_path / "second.log")
+        servers.append(second)
+        second.wait_up()
+        missing = _wait_archived(ids, db_url)
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        redis_client.delete(f"inloop:serve:{service}:requests")
+    assert not missing, f"{len(missing)} of {len(ids)} answered requests were lost"
+    _, scores = _archived(ids, db_url)
+    assert set(scores.values()) == {2}  # the canary's too (as a timeout if it came too late)
