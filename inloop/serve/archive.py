@@ -117,7 +117,7 @@ class ArchivedRequest:
             self.service,
             self.service_id,
             self.revision,
-            self.received_at,
+            self.received_at.timestamp(),
             self.instances if self.policy.decoy else None,  # no decoy: inputs are not kept
             self.n_instances,
             self.model,
@@ -141,7 +141,7 @@ class ArchivedRequest:
             service_id=service_id,
             revision=revision,
             policy=policy,
-            received_at=received_at,
+            received_at=datetime.fromtimestamp(received_at, UTC),
             instances=instances,
             n_instances=n,
             model=model,

@@ -25,8 +25,10 @@ and the archive writer tells the journal what it has committed.
   with a warning, at the first record that does not check out, which can
   only be the last one a process was writing when it died.
 
-A record is a tuple of plain values (see :func:`read_segment`) pickled;
-the journal holds what the archive would, so it is as private as the archive.
+A record is a tuple of plain values (numbers, strings, lists, tuples, dicts),
+written with :mod:`marshal` (with :mod:`pickle` when marshal cannot write
+it). The journal holds what the archive would, so it is as private as the
+archive, and as trusted as the code: only this process's user can read it.
 
 >>> import tempfile
 >>> folder = tempfile.mkdtemp()
@@ -47,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import marshal
 import mmap
 import os
 import pickle
@@ -66,8 +69,12 @@ log = logging.getLogger("inloop.serve.journal")
 
 #: The size of a journal segment file (sparse: only what is written takes disk space).
 SEGMENT_BYTES = 16 * 1024 * 1024
-# A record's frame: its length and the CRC-32 of its bytes. Length 0 marks the end.
+# A record's frame: its length and the CRC-32 of its bytes. Length 0 marks the end; the
+# length's top bit marks a pickled record (else marshal's format 4, readable by every
+# Python this runs on).
 _HEADER = struct.Struct("<II")
+_PICKLED = 1 << 31
+_MARSHAL_VERSION = 4
 _LOCK = "lock"
 _SUFFIX = ".log"
 
@@ -148,7 +155,13 @@ class Journal:
 
     def append(self, request_id: str, record: tuple[Any, ...]) -> None:
         """Write ``record`` for ``request_id`` (a tuple of plain values) to the current segment."""
-        data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            # marshal: three times faster than pickle on the numbers and lists of a request.
+            data, length = marshal.dumps(record, _MARSHAL_VERSION), 0
+        except ValueError:  # something marshal does not write (a numpy value, say)
+            data = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+            length = _PICKLED
+        length |= len(data)
         size = _HEADER.size + len(data)
         with self._lock:
             segment = self._segment
@@ -161,7 +174,7 @@ class Journal:
             mm = segment.mm
             mm[start + _HEADER.size : start + size] = data
             # The header last: a record whose header is there is whole (the CRC checks it).
-            mm[start : start + _HEADER.size] = _HEADER.pack(len(data), zlib.crc32(data))
+            mm[start : start + _HEADER.size] = _HEADER.pack(length, zlib.crc32(data))
             segment.pos = start + size
             segment.pending += 1
             self._where[request_id] = segment
@@ -234,6 +247,7 @@ def read_segment(path: Path) -> Iterator[tuple[Any, ...]]:
         length, crc = _HEADER.unpack_from(data, pos)
         if length == 0:
             return
+        pickled, length = length & _PICKLED, length & ~_PICKLED
         payload = data[pos + _HEADER.size : pos + _HEADER.size + length]
         if len(payload) < length or zlib.crc32(payload) != crc:
             log.warning(
@@ -244,7 +258,7 @@ def read_segment(path: Path) -> Iterator[tuple[Any, ...]]:
             )
             return
         try:
-            record = pickle.loads(payload)
+            record = pickle.loads(payload) if pickled else marshal.loads(payload)
         except Exception as exc:  # a checked record that does not load: skip it, keep going
             log.warning("journal %s: the record at byte %d does not load: %s", path, pos, exc)
         else:
