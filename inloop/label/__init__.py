@@ -52,8 +52,10 @@ from inloop.label.io import (
     import_items,
 )
 from inloop.label.items import (
+    CountedItem,
     Item,
     add_items,
+    add_or_count_items,
     get_item,
     get_items,
     item_payload,
@@ -116,6 +118,7 @@ __all__ = [
     "AuditReport",
     "Consensus",
     "CoreSetSampler",
+    "CountedItem",
     "CurrentLabel",
     "DawidSkeneResult",
     "EntropySampler",
@@ -139,6 +142,7 @@ __all__ = [
     "StrategyError",
     "active_leases",
     "add_items",
+    "add_or_count_items",
     "agreement_summary",
     "annotate",
     "annotator_report",

@@ -4,7 +4,8 @@ Register models (:func:`register`), give a service a policy
 (:func:`create_service`: champion, challengers, canary, fallback, decoy,
 schedule, review, actions), answer requests through a :class:`Rendezvous`
 (every live model scores every request; the archive keeps them all), attach
-true labels later (:func:`add_feedback`), compare a candidate on archived
+true labels later (:func:`add_feedback`: append-only events; the most
+trusted role's latest label counts), compare a candidate on archived
 traffic (:func:`replay`, :func:`evaluate`), and change the champion with
 :func:`promote` and :func:`rollback`.
 
@@ -25,6 +26,7 @@ from inloop.serve.archive import (
     get_request,
     list_requests,
 )
+from inloop.serve.feedback import Feedback, FeedbackEvent, FeedbackRoleError
 from inloop.serve.models import (
     CallableModel,
     Heuristic,
@@ -82,6 +84,9 @@ __all__ = [
     "CallableModel",
     "DefaultAnswer",
     "Delivery",
+    "Feedback",
+    "FeedbackEvent",
+    "FeedbackRoleError",
     "Heuristic",
     "InvalidRequestError",
     "LoadedModel",

@@ -34,12 +34,13 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from inloop.serve.archive_process import ArchiveProcess, ArchiveProcessError
+from inloop.serve.feedback import Feedback, check_giver, feedback_of, insert_events
 from inloop.serve.journal import Journal, orphans
 from inloop.serve.models import ServeError
-from inloop.serve.policy import Policy, find_service_id
+from inloop.serve.policy import Policy, current_policy, find_service_id
 from inloop.serve.queues import drain, take_batch
 from inloop.serve.scoring import Score
-from inloop.serve.tables import serve_feedback, serve_policies, serve_requests, serve_scores
+from inloop.serve.tables import serve_policies, serve_requests, serve_scores
 from inloop.store.db import begin_write, get_engine, is_memory_database
 
 __all__ = [
@@ -537,17 +538,8 @@ class ArchiveWriter:
 
 
 @dataclass(frozen=True)
-class Feedback:
-    """True labels attached to a request: one per instance, who gave them and when."""
-
-    labels: list[Any]
-    given_by: str
-    given_at: datetime
-
-
-@dataclass(frozen=True)
 class RequestView:
-    """An archived request with every model's score and its newest feedback."""
+    """An archived request with every model's score and its feedback (None: none yet)."""
 
     request_id: str
     service: str
@@ -569,19 +561,14 @@ def _engine(engine: Engine | None) -> Engine:
 
 
 def _views(conn: Any, service: str, rows: Sequence[Mapping[Any, Any]]) -> list[RequestView]:
-    """The requests of ``rows`` with their scores and newest feedback: three queries in all."""
+    """The requests of ``rows`` with their scores and feedback: three queries in all."""
     ids = [row["request_id"] for row in rows]
     scores: dict[str, dict[str, Score]] = {request_id: {} for request_id in ids}
     feedback: dict[str, Feedback] = {}
     if ids:
         for s in conn.execute(select(serve_scores).where(serve_scores.c.request_id.in_(ids))):
             scores[s.request_id][s.model] = Score.from_dict(s._mapping)
-        for fb in conn.execute(
-            select(serve_feedback)
-            .where(serve_feedback.c.request_id.in_(ids))
-            .order_by(serve_feedback.c.feedback_id)
-        ):
-            feedback[fb.request_id] = Feedback(fb.labels, fb.given_by, fb.given_at)  # newest wins
+        feedback = feedback_of(conn, {row["request_id"]: row["n_instances"] for row in rows})
     return [
         RequestView(
             request_id=row["request_id"],
@@ -670,19 +657,25 @@ def add_feedback(
     labels: Sequence[Any],
     *,
     by: str,
+    role: str,
     engine: Engine | None = None,
 ) -> RequestView:
-    """Attach the true ``labels`` (one per instance) to an archived request.
+    """Record the true ``labels`` (one per instance; None: none for it) of an archived request.
 
-    Every model's archived score of that request can then be compared with
-    the truth. Newer feedback replaces older (both are kept). Labels must be
-    classes the models know. Returns the request with its new feedback.
+    ``by`` gave them with the role ``role``; the service's policy says which
+    roles may (``feedback_role``, default reviewer and up): a less trusted
+    role raises :class:`~inloop.serve.feedback.FeedbackRoleError`. Every label
+    is kept as an event; the one used per instance is the most trusted role's
+    latest (see :mod:`inloop.serve.feedback`), so a label may be recorded and
+    not used. Labels must be classes the models know. Returns the request with
+    its feedback.
     """
     if isinstance(labels, str | bytes) or not isinstance(labels, Sequence):
         raise ServeError(f"labels must be a list with one label per instance. Got {labels!r}.")
     if not isinstance(by, str) or not by.strip():
         raise ServeError(f"Feedback needs 'by': who gave the labels. Got {by!r}.")
     eng = _engine(engine)
+    check_giver(role, current_policy(service, engine=eng).policy.feedback_role, service)
     view = get_request(service, request_id, engine=eng)
     if len(labels) != view.n_instances:
         raise ServeError(
@@ -691,21 +684,30 @@ def add_feedback(
         )
     classes = _known_classes(view.scores)
     if classes is not None:
-        unknown = [label for label in labels if label not in classes]
+        unknown = [label for label in labels if label is not None and label not in classes]
         if unknown:
             raise ServeError(
                 f"The labels {unknown[:5]!r} are not classes of the service's models; "
-                f"accepted: {classes!r}."
+                f"accepted: {classes!r}, or None for an instance without a label."
             )
-    given = Feedback(list(labels), by, datetime.now(UTC))
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "request_id": request_id,
+            "position": position,
+            "label": label,
+            "given_by": by,
+            "role": role,
+            "given_at": now,
+            "source": "api",
+            "project": None,
+            "annotation_id": None,
+        }
+        for position, label in enumerate(labels)
+        if label is not None
+    ]
+    if not rows:
+        raise ServeError(f"The feedback has no label, only None: {list(labels)!r}.")
     with begin_write(eng) as conn:
-        conn.execute(
-            serve_feedback.insert(),
-            {
-                "request_id": request_id,
-                "labels": given.labels,
-                "given_by": given.given_by,
-                "given_at": given.given_at,
-            },
-        )
-    return replace(view, feedback=given)
+        insert_events(conn, rows)
+        return replace(view, feedback=feedback_of(conn, {request_id: view.n_instances})[request_id])

@@ -55,6 +55,7 @@ REVISIONS: tuple[str, ...] = (
     "0008",
     "0009",
     "0010",
+    "0012",
 )
 #: The revision this inloop's tables describe.
 HEAD_REVISION = REVISIONS[-1]

@@ -165,6 +165,8 @@ def _status(exc: InloopError) -> int:
 
     if isinstance(exc, ConflictError | UserExistsError):
         return 409
+    if isinstance(exc, PermissionError):
+        return 403
     if isinstance(exc, LookupError):
         return 404
     if isinstance(exc, ValueError):

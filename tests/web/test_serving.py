@@ -141,10 +141,11 @@ def test_predict_one_and_many_then_feedback(
     ).json()
     assert len(many["predictions"]) == 10 and len(many["probabilities"]) == 10
 
+    rita = _auth(engine, "rita", "reviewer")
     fb = app_client.post(
         "/v1/services/digits/feedback",
         json={"request_id": many["request_id"], "labels": y[1601:1611].tolist()},
-        headers=app_user,
+        headers=rita,
     )
     assert fb.status_code == 201, fb.text
     correct = fb.json()["correct"]
@@ -327,8 +328,9 @@ def test_request_errors_say_what_is_accepted(
     assert short.status_code == 400 and "64 features" in short.json()["detail"]
     missing = post("/v1/services/nope/predict", json={"instance": [0.0] * 64}, headers=user)
     assert missing.status_code == 404 and "'digits'" in missing.json()["detail"]
+    rita = _auth(engine, "rita", "reviewer")
     unknown = post(
-        "/v1/services/digits/feedback", json={"request_id": "x" * 32, "label": 1}, headers=user
+        "/v1/services/digits/feedback", json={"request_id": "x" * 32, "label": 1}, headers=rita
     )
     assert unknown.status_code == 404 and "no archived request" in unknown.json()["detail"]
 
