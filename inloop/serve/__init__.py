@@ -72,7 +72,7 @@ from inloop.serve.registry import (
 )
 from inloop.serve.rendezvous import Answer, InvalidRequestError, NoAnswerError, Rendezvous
 from inloop.serve.replay import ModelEvaluation, ReplayReport, evaluate, replay
-from inloop.serve.review import RoutedItem, routed_items
+from inloop.serve.review import ReviewLabels, RoutedItem, routed_items, sync_review_labels
 from inloop.serve.scoring import LocalTransport, Score
 
 __all__ = [
@@ -104,6 +104,7 @@ __all__ = [
     "ReplayReport",
     "RequestNotFoundError",
     "RequestView",
+    "ReviewLabels",
     "ReviewSettings",
     "RoutedItem",
     "Schedule",
@@ -138,4 +139,5 @@ __all__ = [
     "rollback",
     "routed_items",
     "set_policy",
+    "sync_review_labels",
 ]

@@ -216,8 +216,10 @@ def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
         from sqlalchemy.dialects import sqlite
 
         statement = sqlite.insert(serve_feedback_events).on_conflict_do_nothing(index_elements=keys)
+    # RETURNING gives back the rows inserted, not those skipped: a count that both databases
+    # report alike (an executemany's rowcount is not).
+    statement = statement.returning(serve_feedback_events.c.event_id)
     added = 0
     for start in range(0, len(rows), _IN_CHUNK):
-        result = conn.execute(statement, list(rows[start : start + _IN_CHUNK]))
-        added += max(result.rowcount, 0)
+        added += len(conn.execute(statement, list(rows[start : start + _IN_CHUNK])).all())
     return added

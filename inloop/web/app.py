@@ -8,7 +8,9 @@ the serving routes under ``/v1`` answer through a
 :class:`~inloop.serve.rendezvous.Rendezvous` whose archive also routes
 requests to review and fires webhook actions (``serving=False`` turns it off).
 The rendezvous scores in this process, or over Redis Streams when
-``INLOOP_STREAM_URL`` is set.
+``INLOOP_STREAM_URL`` is set; labels people give the routed items in the
+labeling project become feedback of their requests within a second
+(:class:`~inloop.serve.review.ReviewLabels`).
 
 >>> from inloop.store import get_engine
 >>> app = create_app(engine=get_engine("sqlite://"))
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,7 @@ def create_app(
     app.state.learners = LearnerPool(app.state.engine) if learners else None
     app.state.rendezvous = None
     app.state.dispatcher = None
+    app.state.review_labels = None
     if serving:
         _add_serving(app, stream_url)
     app.state.templates = templates
@@ -93,7 +96,7 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
     from inloop.serve.actions import ActionDispatcher
     from inloop.serve.archive import ArchiveWriter
     from inloop.serve.rendezvous import Rendezvous
-    from inloop.serve.review import ReviewRouter
+    from inloop.serve.review import ReviewLabels, ReviewRouter
     from inloop.settings import get_settings
     from inloop.store.db import is_memory_database
 
@@ -115,9 +118,11 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
 
         journal = Journal(settings.home / "journal")
     # A child process writes the archive, off the event loop's GIL (see inloop.serve.archive).
+    role_of = _role_of(engine)
+    app.state.review_labels = ReviewLabels(engine, role_of=role_of)
     archive = ArchiveWriter(
         engine,
-        hooks=[ReviewRouter(engine), dispatcher.on_archived],
+        hooks=[ReviewRouter(engine, role_of=role_of), dispatcher.on_archived],
         process=not is_memory_database(engine),
         journal=journal,
     )
@@ -131,6 +136,17 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
     )
 
 
+def _role_of(engine: Engine) -> Callable[[str], str | None]:
+    """The role of a user by name (None for a name that is not a user): for review labels."""
+    from inloop.web.auth import get_user
+
+    def role_of(name: str) -> str | None:
+        user = get_user(name, engine=engine)
+        return None if user is None else user.role
+
+    return role_of
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run the app's learner pool and rendezvous (if any) while the app serves."""
@@ -142,6 +158,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if rendezvous is not None:
         dispatcher.start()
         dispatcher.resume_pending()
+        app.state.review_labels.start()
         await rendezvous.start()
         from inloop.serve.runtime import tune_gc
 
@@ -155,6 +172,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if rendezvous is not None:
             await rendezvous.close()
             dispatcher.stop()
+            app.state.review_labels.stop()
         if pool is not None:
             pool.stop()
 

@@ -28,7 +28,7 @@ from inloop.label.items import MAX_NOTE_CHARS
 from inloop.serve import create_service, majority_class_from, register
 from inloop.serve.actions import list_deliveries
 from inloop.serve.archive import ArchivedRequest, count_requests
-from inloop.serve.review import ReviewRouter, routed_items
+from inloop.serve.review import ReviewRouter, input_key, routed_items
 from inloop.serve.scoring import Score
 from inloop.serve.tables import serve_services
 from inloop.web import create_app
@@ -495,7 +495,7 @@ def test_review_router_cuts_a_long_reason_to_fit_the_note(engine: Engine) -> Non
     [routed] = routed_items("long", engine=engine)
     assert len(routed.reason) > MAX_NOTE_CHARS, "serve_review_items keeps the whole reason"
     [item] = get_items("long-review", engine=engine)
-    assert item.external_id == "req1-0" and item.source == "serving"
+    assert item.external_id == input_key([0.25, 0.75]) and item.source == "serving"
     assert item.note is not None and len(item.note) == MAX_NOTE_CHARS
     assert item.note.endswith("…") and routed.reason.startswith(item.note[:-1])
 
@@ -554,14 +554,10 @@ def test_disagreements_go_to_review_and_matches_fire_webhooks(
     assert len(routed) == 5  # the budget, though the weak canary disagrees more often
     assert all("digits-old@1 (canary) says" in r.reason for r in routed)
     items = get_items("digits-review", engine=engine)
-    assert sorted(i.external_id for i in items) == sorted(
-        f"{r.request_id}-{r.position}" for r in routed
-    )
-    assert {i.source for i in items} == {"serving"}
+    assert sorted(i.item_id for i in items) == sorted(r.item_id for r in routed)
+    assert {i.source for i in items} == {"serving"} and {i.count for i in items} == {1}
     # The labeling page shows each item's note: the reason it was routed.
-    assert {i.external_id: i.note for i in items} == {
-        f"{r.request_id}-{r.position}": r.reason for r in routed
-    }
+    assert {i.item_id: i.note for i in items} == {r.item_id: r.reason for r in routed}
 
     sevens = [a for a in answers if a["prediction"] == 7 and max(a["probabilities"]) >= 0.8]
     assert sevens, "the held-out digits hold confident sevens"

@@ -5,6 +5,7 @@ Runs on SQLite and PostgreSQL through the real app.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,8 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from inloop.label import create_project
 from inloop.serve import MajorityClass, create_service, evaluate, get_request, register
 from inloop.web import create_app
+from inloop.web.access import add_member
 from inloop.web.auth import create_user
 
 
@@ -124,3 +127,49 @@ def test_a_service_may_allow_only_scientists(engine: Engine, app_client: TestCli
     assert refused.status_code == 403 and "(scientist, admin)" in refused.json()["detail"]
     admin = _headers(engine, "root", "admin")
     assert _feedback(app_client, "strict", request_id, "a", admin).status_code == 201
+
+
+def test_a_label_given_on_the_labeling_api_becomes_feedback_within_seconds(
+    engine: Engine, app_client: TestClient
+) -> None:
+    create_project("queue", ["a", "b"], engine=engine)
+    champion = register(MajorityClass(["a", "b"], [3, 1]), name="m", engine=engine).ref
+    canary = register(MajorityClass(["a", "b"], [1, 3]), name="m", engine=engine).ref
+    create_service(
+        "routed",
+        {
+            "champion": champion,
+            "canary": canary,  # disagrees with the champion: every request goes to review
+            "fallback": {"label": "a"},
+            "schedule": {"deadline_ms": 5000},
+            "review": {"project": "queue"},
+        },
+        created_by="t",
+        reason="t",
+        engine=engine,
+    )
+    ana, rita = _headers(engine, "ana", "annotator"), _headers(engine, "rita", "scientist")
+    add_member("queue", "ana", added_by="t", engine=engine)
+    ids = [_answered(app_client, "routed", ana) for _ in range(3)]  # one input, three times
+    [lease] = app_client.post("/api/projects/queue/next", json={"n": 5}, headers=ana).json()[
+        "leases"
+    ]
+    assert lease["item"]["count"] == 3
+    body = {"item_id": lease["item"]["id"], "label": "b", "seconds": 1.0}
+    assert (
+        app_client.post("/api/projects/queue/annotations", json=body, headers=ana).status_code
+        == 201
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        views = [get_request("routed", i, engine=engine) for i in ids]
+        if all(v.feedback is not None for v in views):
+            break
+        time.sleep(0.05)
+    for request_id in ids:
+        shown = app_client.get(f"/v1/services/routed/requests/{request_id}", headers=rita)
+        feedback = shown.json()["feedback"]
+        assert feedback is not None and feedback["labels"] == ["b"]
+        assert [(e["given_by"], e["role"], e["source"]) for e in feedback["history"]] == [
+            ("ana", "annotator", "review")
+        ]
