@@ -46,6 +46,7 @@ from inloop.label.audit_flow import (
     run_audit,
 )
 from inloop.label.consensus import agreement_summary
+from inloop.label.contributors import Contributor, SnapshotContributors, snapshot_contributors
 from inloop.label.io import (
     ImportResult,
     export_labels,
@@ -117,6 +118,7 @@ __all__ = [
     "AuditFlow",
     "AuditReport",
     "Consensus",
+    "Contributor",
     "CoreSetSampler",
     "CountedItem",
     "CurrentLabel",
@@ -138,6 +140,7 @@ __all__ = [
     "Review",
     "SamplingStrategy",
     "Snapshot",
+    "SnapshotContributors",
     "StoppingReport",
     "StrategyError",
     "active_leases",
@@ -181,4 +184,5 @@ __all__ = [
     "run_audit",
     "set_priorities",
     "snapshot",
+    "snapshot_contributors",
 ]

@@ -6,8 +6,9 @@ schedule, review, actions), answer requests through a :class:`Rendezvous`
 (every live model scores every request; the archive keeps them all), attach
 true labels later (:func:`add_feedback`: append-only events; the most
 trusted role's latest label counts), compare a candidate on archived
-traffic (:func:`replay`, :func:`evaluate`), and change the champion with
-:func:`promote` and :func:`rollback`.
+traffic (:func:`replay`, :func:`evaluate`), change the champion with
+:func:`promote` and :func:`rollback`, and trace a request back to the labels
+that trained its models (:func:`lineage`).
 
 >>> from inloop.serve import MajorityClass, as_model
 >>> as_model(MajorityClass(["cat", "dog"], [1, 2])).predict([[0.0], [1.0]]).tolist()
@@ -27,6 +28,7 @@ from inloop.serve.archive import (
     list_requests,
 )
 from inloop.serve.feedback import Feedback, FeedbackEvent, FeedbackRoleError
+from inloop.serve.lineage import Lineage, ModelLineage, lineage
 from inloop.serve.models import (
     CallableModel,
     Heuristic,
@@ -89,10 +91,12 @@ __all__ = [
     "FeedbackRoleError",
     "Heuristic",
     "InvalidRequestError",
+    "Lineage",
     "LoadedModel",
     "LocalTransport",
     "MajorityClass",
     "ModelEvaluation",
+    "ModelLineage",
     "ModelNotFoundError",
     "ModelVersion",
     "NoAnswerError",
@@ -124,6 +128,7 @@ __all__ = [
     "evaluate",
     "get_request",
     "get_version",
+    "lineage",
     "list_deliveries",
     "list_models",
     "list_requests",

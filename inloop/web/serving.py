@@ -462,6 +462,19 @@ async def get_archived(
     return _view_out(view, inputs=True)
 
 
+@router.get("/requests/{request_id}/lineage")
+async def get_lineage(
+    request_id: str, caller: Reviewer, rendezvous: RendezvousDep
+) -> dict[str, Any]:
+    """A request's lineage: its answer and feedback, and for every model that scored it the
+    registered version, the run and task it came from, the label snapshot it trained on and
+    the annotators and reviewers of its labels, with counts. The id alone finds the service."""
+    from inloop.serve.lineage import lineage
+
+    found = await run_in_threadpool(lineage, request_id, engine=rendezvous.engine)
+    return found.to_dict()
+
+
 @router.get("/services")
 async def get_services(caller: Caller, rendezvous: RendezvousDep) -> list[dict[str, Any]]:
     """Every service with its current revision and champion."""
