@@ -20,6 +20,7 @@ labeling project become feedback of their requests within a second
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 from collections.abc import AsyncIterator, Callable
@@ -116,7 +117,10 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
     if settings.archive_journal and not is_memory_database(engine):
         from inloop.serve.journal import Journal
 
-        journal = Journal(settings.home / "journal")
+        # One folder per database: a journal is only ever replayed into the database it is for.
+        url = engine.url.render_as_string(hide_password=True)
+        key = hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+        journal = Journal(settings.home / "journal" / key)
     # A child process writes the archive, off the event loop's GIL (see inloop.serve.archive).
     role_of = _role_of(engine)
     app.state.review_labels = ReviewLabels(engine, role_of=role_of)
