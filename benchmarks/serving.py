@@ -52,7 +52,7 @@ them. The cases, each against the floor:
 
 Prints a table and writes ``benchmarks/results/serving.json``::
 
-    python benchmarks/serving.py                 # full run, about 2 minutes
+    python benchmarks/serving.py                 # full run, about 3 minutes
     python benchmarks/serving.py --quick         # smoke run, about 1 minute
     python benchmarks/serving.py --loop asyncio  # both servers on asyncio's own loop
 
