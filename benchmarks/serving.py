@@ -42,11 +42,17 @@ them. The cases, each against the floor:
    skipped as busy and the canary answers at once). It starts once the
    archive has caught up with case 3's overload;
 6. the archive holds every answered request of cases 2 and 5 (and the rest)
-   with every model's score.
+   with every model's score;
+7. the journal's cost: inloop as in case 2 and a second inloop server with
+   the journal off (``INLOOP_ARCHIVE_JOURNAL=false``: answered requests are
+   not written to local disk before their answers leave, as before the
+   journal) take turns at case 2's rate; p50/p99 and CPU time per request
+   (server and archive writer) of each. Target: the journal adds <= 0.3 ms
+   to p50.
 
 Prints a table and writes ``benchmarks/results/serving.json``::
 
-    python benchmarks/serving.py                 # full run, about 2 minutes
+    python benchmarks/serving.py                 # full run, about 3 minutes
     python benchmarks/serving.py --quick         # smoke run, about 1 minute
     python benchmarks/serving.py --loop asyncio  # both servers on asyncio's own loop
 
@@ -685,6 +691,9 @@ def run(quick: bool, work: Path, console: Console, diagnose: bool = False) -> di
         finally:
             _drop_redis_keys(redis_service)
 
+        console.print(f"7. the journal's cost, {below_rate} requests/s ...")
+        cases["journal"] = _journal_case(inloop, env, auth, below_rate, sizes, work, turns, keep)
+
         console.print("6. archive ...")
         cases["archive"] = {
             service: _archive_check(service, tracked[service], setup.models[service], 30.0)
@@ -834,6 +843,59 @@ def _streams_case(
     }
 
 
+#: Case 7's target: what the journal may add to p50.
+JOURNAL_TARGET_MS = 0.3
+
+
+def _journal_case(
+    inloop: str,
+    env: dict[str, str],
+    auth: dict[str, str],
+    rate: float,
+    sizes: Sizes,
+    work: Path,
+    turns: Any,
+    keep: Any,
+) -> dict[str, Any]:
+    """Case 7: inloop with its journal against a second inloop server without, taking turns."""
+    off_env = {**env, "INLOOP_ARCHIVE_JOURNAL": "false"}
+    with _server("inloop_app", off_env, work / "inloop-no-journal.log") as off:
+        turns([(inloop, "bench", auth), (off, "bench", auth)], 0, rate=rate, duration=1.0)
+        pids = {"on": [PIDS[inloop], *_children(PIDS[inloop])]}
+        pids["off"] = [PIDS[off], *_children(PIDS[off])]
+        cpu_before = {key: _cpu_total_s(ps) for key, ps in pids.items()}
+        on_runs, off_runs = [], []
+        for i in range(REPEATS):
+            on_run, off_run = turns(
+                [(inloop, "bench", auth), (off, "bench", auth)], i, rate=rate, duration=sizes.below
+            )
+            on_runs.append(keep("bench", on_run))
+            off_runs.append(keep("bench", off_run))
+        cpu_after = {key: _cpu_total_s(ps) for key, ps in pids.items()}
+    servers = {"journal": _medians(on_runs), "no_journal": _medians(off_runs)}
+    cpu_ms: dict[str, float | None] = {}
+    for key, name in (("on", "journal"), ("off", "no_journal")):
+        before, after = cpu_before[key], cpu_after[key]
+        answered = max(servers[name]["answered"], 1)
+        cpu_ms[name] = (
+            None
+            if before is None or after is None
+            else round(1000.0 * (after - before) / answered, 3)
+        )
+    added = {
+        q: round(servers["journal"][f"{q}_ms"] - servers["no_journal"][f"{q}_ms"], 3) for q in _QS
+    }
+    return {
+        "rate": rate,
+        **servers,
+        "added_p50_ms": added["p50"],
+        "added_p99_ms": added["p99"],
+        # CPU ms per answered request of the server and its archive writer, with and without.
+        "cpu_ms_per_request": cpu_ms,
+        "p50": {"target_ms": JOURNAL_TARGET_MS, "pass": added["p50"] <= JOURNAL_TARGET_MS},
+    }
+
+
 def _drop_redis_keys(service: str) -> None:
     try:
         import redis
@@ -934,6 +996,26 @@ def table(result: dict[str, Any]) -> Table:
             f"{h['fallback_answers']} fallback, {h['roles']}",
             hung["target"],
             _flag(hung["pass"]),
+        )
+    journal = cases.get("journal")
+    if journal:
+        cpu = journal["cpu_ms_per_request"]
+        for q in _QS:
+            out.add_row(
+                f"7. journal {q} at {journal['rate']} req/s (floor: inloop without it)",
+                _ms(journal["no_journal"][f"{q}_ms"]),
+                _ms(journal["journal"][f"{q}_ms"]),
+                f"{journal[f'added_{q}_ms']:+.2f} ms",
+                f"<= +{JOURNAL_TARGET_MS:g} ms" if q == "p50" else "-",
+                _flag(journal["p50"]["pass"]) if q == "p50" else "-",
+            )
+        out.add_row(
+            "7. journal: CPU per request, server + archive writer",
+            _ms(cpu.get("no_journal")),
+            _ms(cpu.get("journal")),
+            "-",
+            "-",
+            "-",
         )
     for service, check in cases.get("archive", {}).items():
         out.add_row(

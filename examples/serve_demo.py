@@ -166,6 +166,8 @@ def main() -> int:
     server = start_server(port)
     base = f"http://127.0.0.1:{port}"
     app_token, sci_token = token("demo-app", "annotator"), token("demo-scientist", "scientist")
+    # Ground truth has owners: feedback needs a reviewer (the policy's default feedback_role).
+    reviewer = {"Authorization": f"Bearer {token('demo-reviewer', 'reviewer')}"}
     answers = []
     sent_from = datetime.now(UTC)  # the archive window of this demo's requests
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {app_token}"}) as client:
@@ -197,6 +199,7 @@ def main() -> int:
             client.post(
                 f"/v1/services/{SERVICE}/feedback",
                 json={"request_id": answer["request_id"], "label": int(truth)},
+                headers=reviewer,
             ).raise_for_status()
         evaluation = Table(title="Every model on the same requests (feedback = true labels)")
         for column in ("model", "role", "labeled", "accuracy"):

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         description="Largest array a predict request's instances make (texts are padded "
         "to the longest one).",
     )
+    archive_journal: bool = Field(
+        default=True,
+        description="Journal each answered request in `home`/journal before its answer leaves, "
+        "so that a server killed before archiving it archives it at its next start.",
+    )
     require_services: bool = Field(
         default=False, description="Tests fail instead of skipping when a service is missing."
     )

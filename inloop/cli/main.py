@@ -1,4 +1,4 @@
-"""The ``inloop`` command: list runs, read task logs.
+"""The ``inloop`` command: list runs, read task logs, trace a request's lineage.
 
 User errors (any :class:`~inloop.errors.InloopError`) print one red line and
 exit with status 1; a Python traceback means a bug in inloop.
@@ -190,12 +190,14 @@ def _write_log(text: str, pathspec: str, stream: str) -> None:
 def _register_groups() -> None:
     # Imported here: each group imports main's helpers when its commands run.
     from inloop.cli import label, serve, users
+    from inloop.cli.lineage import lineage
     from inloop.cli.server import server
 
     app.add_typer(label.app, name="label")
     app.add_typer(serve.app, name="serve")
     app.add_typer(users.app, name="users")
     app.command("server")(server)
+    app.command("lineage")(lineage)
 
 
 _register_groups()

@@ -58,14 +58,21 @@ if TYPE_CHECKING:
         run_audit,
     )
     from inloop.label.consensus import agreement_summary
+    from inloop.label.contributors import (
+        Contributor,
+        SnapshotContributors,
+        snapshot_contributors,
+    )
     from inloop.label.io import (
         ImportResult,
         export_labels,
         import_items,
     )
     from inloop.label.items import (
+        CountedItem,
         Item,
         add_items,
+        add_or_count_items,
         get_item,
         get_items,
         item_payload,
@@ -132,7 +139,9 @@ __all__ = [
     "AuditFlow",
     "AuditReport",
     "Consensus",
+    "Contributor",
     "CoreSetSampler",
+    "CountedItem",
     "CurrentLabel",
     "DawidSkeneResult",
     "EntropySampler",
@@ -152,10 +161,12 @@ __all__ = [
     "Review",
     "SamplingStrategy",
     "Snapshot",
+    "SnapshotContributors",
     "StoppingReport",
     "StrategyError",
     "active_leases",
     "add_items",
+    "add_or_count_items",
     "agreement_summary",
     "annotate",
     "annotator_report",
@@ -196,6 +207,7 @@ __all__ = [
     "run_audit",
     "set_priorities",
     "snapshot",
+    "snapshot_contributors",
 ]
 
 # Imported on first use: the store imports this part's tables module to build a
@@ -234,8 +246,21 @@ __getattr__, __dir__ = lazy_exports(
         ),
         "inloop.label.audit_flow": ("AuditFlow", "run_audit"),
         "inloop.label.consensus": ("agreement_summary",),
+        "inloop.label.contributors": (
+            "Contributor",
+            "SnapshotContributors",
+            "snapshot_contributors",
+        ),
         "inloop.label.io": ("ImportResult", "export_labels", "import_items"),
-        "inloop.label.items": ("Item", "add_items", "get_item", "get_items", "item_payload"),
+        "inloop.label.items": (
+            "CountedItem",
+            "Item",
+            "add_items",
+            "add_or_count_items",
+            "get_item",
+            "get_items",
+            "item_payload",
+        ),
         "inloop.label.learner": (
             "ActiveLearner",
             "LearnerError",

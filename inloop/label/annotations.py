@@ -59,6 +59,8 @@ __all__ = [
 _MAX_ANNOTATOR = 255
 # Which origin wins when deriving the current label: higher wins, then the later event.
 _RANK = {"review": 2, "human": 1, "import": 0, "model": 0}
+# Ids per IN (...): SQLite caps bound parameters per statement.
+_IN_CHUNK = 900
 # Origins whose labels count as one annotator's towards the project's overlap.
 COUNTED_ORIGINS = ("human", "import")
 
@@ -425,12 +427,15 @@ def list_annotations(
     *,
     origins: Iterable[str] | None = None,
     after_id: int | None = None,
+    item_ids: Iterable[int] | None = None,
     engine: Engine | None = None,
 ) -> list[Annotation]:
-    """A project's events in order, optionally of some origins or after an annotation id.
+    """A project's events in order, optionally of some origins, after an annotation id, or
+    of some items.
 
     What agreement statistics and retraining triggers read: ``after_id`` lets a
-    caller fetch only what arrived since the last event it saw.
+    caller fetch only what arrived since the last event it saw; ``item_ids``
+    only the events of those items.
 
     >>> from inloop.store import get_engine
     >>> from inloop.label.projects import create_project
@@ -447,7 +452,15 @@ def list_annotations(
             query = query.where(label_annotations.c.origin.in_(wanted))
         if after_id is not None:
             query = query.where(label_annotations.c.annotation_id > after_id)
-        rows = conn.execute(query.order_by(label_annotations.c.annotation_id)).all()
+        if item_ids is None:
+            rows = conn.execute(query.order_by(label_annotations.c.annotation_id)).all()
+        else:
+            items = sorted(set(item_ids))
+            rows = []
+            for start in range(0, len(items), _IN_CHUNK):
+                chunk = items[start : start + _IN_CHUNK]
+                rows += conn.execute(query.where(label_annotations.c.item_id.in_(chunk))).all()
+            rows.sort(key=lambda r: r.annotation_id)
     return [_annotation(r) for r in rows]
 
 

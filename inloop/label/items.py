@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
 from inloop.errors import quote
@@ -49,7 +49,16 @@ from inloop.store.db import begin_write
 if TYPE_CHECKING:
     from inloop.store.artifacts import ArtifactStore
 
-__all__ = ["Item", "ItemRef", "add_items", "get_item", "get_items", "item_payload"]
+__all__ = [
+    "CountedItem",
+    "Item",
+    "ItemRef",
+    "add_items",
+    "add_or_count_items",
+    "get_item",
+    "get_items",
+    "item_payload",
+]
 
 #: Payloads whose JSON is larger than this are stored as artifacts.
 MAX_INLINE_PAYLOAD_BYTES = 64 * 1024
@@ -79,7 +88,9 @@ class Item:
     it is None when the payload lives in the artifact store under ``payload_key``
     (read it with :func:`item_payload`). ``n_labels`` counts the annotators who
     labeled it (skips excluded). ``note`` is the text shown to labelers beside
-    the item (why it is in the queue), or None.
+    the item (why it is in the queue), or None. ``count`` is how many times the
+    item was added (:func:`add_or_count_items`): an input met again is counted,
+    not added twice.
     """
 
     item_id: int
@@ -93,6 +104,7 @@ class Item:
     n_labels: int
     created_at: datetime
     note: str | None = None
+    count: int = 1
 
 
 #: How functions accept an item: its id, the record, or (with a project) its external id.
@@ -353,6 +365,97 @@ def add_items(
     rows = prepare_items(record, items, artifacts)
     with begin_write(engine) as conn:
         return insert_items(conn, record, rows)
+
+
+@dataclass(frozen=True)
+class CountedItem:
+    """What :func:`add_or_count_items` did with one item: its id, its count now, whether new."""
+
+    item_id: int
+    external_id: str
+    count: int
+    added: bool
+
+
+def add_or_count_items(
+    project: ProjectRef,
+    items: Iterable[Mapping[str, Any]],
+    *,
+    artifacts: ArtifactStore | None = None,
+    engine: Engine | None = None,
+) -> list[CountedItem]:
+    """Add the items the project does not have yet; count again the ones it has.
+
+    Items are matched by external id: an item the project has (or one given
+    several times here) is not added again; its ``count`` goes up by one per
+    time it is given, and its priority becomes the larger of the two. Use it
+    for inputs that may come back, such as a served input routed to review
+    again: one item, counted, instead of forty. Returns one
+    :class:`CountedItem` per item given, in order (repeats share an id).
+
+    >>> from inloop.store import get_engine
+    >>> from inloop.label.projects import create_project
+    >>> engine = get_engine("sqlite://")
+    >>> _ = create_project("count-doc", ["a", "b"], engine=engine)
+    >>> same = {"external_id": "x", "text": "hi"}
+    >>> [c.count for c in add_or_count_items("count-doc", [same, same], engine=engine)]
+    [2, 2]
+    >>> add_or_count_items("count-doc", [same], engine=engine)[0].count
+    3
+    """
+    engine = _engine(engine)
+    given = list(items)
+    firsts: dict[str, Mapping[str, Any]] = {}
+    times: dict[str, int] = {}
+    for entry in given:
+        external_id = entry.get("external_id") if isinstance(entry, Mapping) else None
+        key = str(external_id)
+        firsts.setdefault(key, entry)
+        times[key] = times.get(key, 0) + 1
+    with engine.connect() as conn:
+        record = load_project(conn, project)
+    rows = {row["external_id"]: row for row in prepare_items(record, firsts.values(), artifacts)}
+    try:
+        done = _add_or_count(engine, record, rows, times)
+    except LabelError:  # another writer added one of them since we looked: count it now
+        done = _add_or_count(engine, record, rows, times)
+    return [done[str(entry["external_id"])] for entry in given]
+
+
+def _add_or_count(
+    engine: Engine, project: Project, rows: dict[str, dict[str, Any]], times: dict[str, int]
+) -> dict[str, CountedItem]:
+    done: dict[str, CountedItem] = {}
+    with begin_write(engine) as conn:
+        ids = list(rows)
+        for start in range(0, len(ids), _CHUNK):
+            query = select(
+                label_items.c.item_id,
+                label_items.c.external_id,
+                label_items.c.count.label("times"),  # not .count: a Row is a tuple
+                label_items.c.priority,
+            ).where(
+                label_items.c.project_id == project.project_id,
+                label_items.c.external_id.in_(ids[start : start + _CHUNK]),
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()  # two servers counting one item both count
+            for found in conn.execute(query):
+                count = int(found.times) + times[found.external_id]
+                priority = max(float(found.priority), float(rows[found.external_id]["priority"]))
+                conn.execute(
+                    update(label_items)
+                    .where(label_items.c.item_id == found.item_id)
+                    .values(count=count, priority=priority)
+                )
+                done[found.external_id] = CountedItem(
+                    found.item_id, found.external_id, count, added=False
+                )
+        new = [{**row, "count": times[key]} for key, row in rows.items() if key not in done]
+        for row, item_id in zip(new, insert_items(conn, project, new), strict=True):
+            key = row["external_id"]
+            done[key] = CountedItem(item_id, key, times[key], added=True)
+    return done
 
 
 def load_item(conn: Connection, item: ItemRef, project: ProjectRef | None = None) -> Item:

@@ -19,6 +19,8 @@ Tables:
     from ``label_annotations`` and kept on the row so that the queue can lock
     and re-check one row per item. ``note`` (revision ``0010_item_note``) is
     optional text shown to labelers beside the item: why it is in the queue.
+    ``count`` (revision ``0012``) is how many times the item was added: serving
+    routes an input it has routed before to the same item and counts it.
 ``label_annotations``
     append-only events: a label (NULL for a skip) an annotator, a model, an
     import or a reviewer gave an item. A correction is a new event; the current
@@ -122,6 +124,7 @@ label_items = Table(
     Column("n_labels", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("note", Text, nullable=True),
+    Column("count", Integer, nullable=False, server_default="1"),
     UniqueConstraint("project_id", "external_id", name="uq_label_items_external_id"),
     ForeignKeyConstraint(
         ["project_id"],

@@ -4,9 +4,11 @@ Register models (:func:`register`), give a service a policy
 (:func:`create_service`: champion, challengers, canary, fallback, decoy,
 schedule, review, actions), answer requests through a :class:`Rendezvous`
 (every live model scores every request; the archive keeps them all), attach
-true labels later (:func:`add_feedback`), compare a candidate on archived
-traffic (:func:`replay`, :func:`evaluate`), and change the champion with
-:func:`promote` and :func:`rollback`, or any field with :func:`update_policy`.
+true labels later (:func:`add_feedback`: append-only events; the most
+trusted role's latest label counts), compare a candidate on archived
+traffic (:func:`replay`, :func:`evaluate`), change the champion with
+:func:`promote` and :func:`rollback`, or any field with :func:`update_policy`,
+and trace a request back to the labels that trained its models (:func:`lineage`).
 
 >>> from inloop.serve import MajorityClass, as_model
 >>> as_model(MajorityClass(["cat", "dog"], [1, 2])).predict([[0.0], [1.0]]).tolist()
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
         get_request,
         list_requests,
     )
+    from inloop.serve.feedback import Feedback, FeedbackEvent, FeedbackRoleError
+    from inloop.serve.lineage import Lineage, ModelLineage, lineage
     from inloop.serve.models import (
         CallableModel,
         Heuristic,
@@ -91,8 +95,10 @@ if TYPE_CHECKING:
         replay,
     )
     from inloop.serve.review import (
+        ReviewLabels,
         RoutedItem,
         routed_items,
+        sync_review_labels,
     )
     from inloop.serve.scoring import (
         LocalTransport,
@@ -108,12 +114,17 @@ __all__ = [
     "CallableModel",
     "DefaultAnswer",
     "Delivery",
+    "Feedback",
+    "FeedbackEvent",
+    "FeedbackRoleError",
     "Heuristic",
     "InvalidRequestError",
+    "Lineage",
     "LoadedModel",
     "LocalTransport",
     "MajorityClass",
     "ModelEvaluation",
+    "ModelLineage",
     "ModelNotFoundError",
     "ModelVersion",
     "NoAnswerError",
@@ -125,6 +136,7 @@ __all__ = [
     "ReplayReport",
     "RequestNotFoundError",
     "RequestView",
+    "ReviewLabels",
     "ReviewSettings",
     "RoutedItem",
     "Schedule",
@@ -144,6 +156,7 @@ __all__ = [
     "evaluate",
     "get_request",
     "get_version",
+    "lineage",
     "list_deliveries",
     "list_models",
     "list_requests",
@@ -160,6 +173,7 @@ __all__ = [
     "rollback",
     "routed_items",
     "set_policy",
+    "sync_review_labels",
     "update_policy",
 ]
 
@@ -178,6 +192,8 @@ __getattr__, __dir__ = lazy_exports(
             "get_request",
             "list_requests",
         ),
+        "inloop.serve.feedback": ("Feedback", "FeedbackEvent", "FeedbackRoleError"),
+        "inloop.serve.lineage": ("Lineage", "ModelLineage", "lineage"),
         "inloop.serve.models": (
             "CallableModel",
             "Heuristic",
@@ -224,7 +240,12 @@ __getattr__, __dir__ = lazy_exports(
         ),
         "inloop.serve.rendezvous": ("Answer", "InvalidRequestError", "NoAnswerError", "Rendezvous"),
         "inloop.serve.replay": ("ModelEvaluation", "ReplayReport", "evaluate", "replay"),
-        "inloop.serve.review": ("RoutedItem", "routed_items"),
+        "inloop.serve.review": (
+            "ReviewLabels",
+            "RoutedItem",
+            "routed_items",
+            "sync_review_labels",
+        ),
         "inloop.serve.scoring": ("LocalTransport", "Score"),
     },
 )

@@ -21,11 +21,12 @@ label later: :func:`add_feedback`.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,11 +34,13 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from inloop.serve.archive_process import ArchiveProcess, ArchiveProcessError
+from inloop.serve.feedback import Feedback, check_giver, feedback_of, insert_events
+from inloop.serve.journal import Journal, orphans
 from inloop.serve.models import ServeError
-from inloop.serve.policy import Policy, find_service_id
+from inloop.serve.policy import Policy, current_policy, find_service_id
 from inloop.serve.queues import drain, take_batch
 from inloop.serve.scoring import Score
-from inloop.serve.tables import serve_feedback, serve_requests, serve_scores
+from inloop.serve.tables import serve_policies, serve_requests, serve_scores
 from inloop.store.db import begin_write, get_engine, is_memory_database
 
 __all__ = [
@@ -103,6 +106,56 @@ class ArchivedRequest:
             "latency_ms": self.latency_ms,
         }
 
+    def journal_entry(self, pending: Sequence[tuple[str, str]] = ()) -> tuple[Any, ...]:
+        """This request as a journal record: plain values, the policy by its revision.
+
+        ``pending`` names the models, ``(ref, role)``, whose scores had not come
+        yet; :meth:`from_journal` archives them as ``timeout``.
+        """
+        return (
+            _JOURNAL_FORMAT,
+            self.request_id,
+            self.service,
+            self.service_id,
+            self.revision,
+            self.received_at.timestamp(),
+            self.instances if self.policy.decoy else None,  # no decoy: inputs are not kept
+            self.n_instances,
+            self.model,
+            self.role,
+            self.fallback_used,
+            self.predictions,
+            self.latency_ms,
+            tuple(_score_values(s) for s in self.scores),
+            tuple(pending),
+        )
+
+    @classmethod
+    def from_journal(cls, entry: Sequence[Any], policy: Policy) -> ArchivedRequest:
+        """The request a :meth:`journal_entry` record holds, under its revision's ``policy``."""
+        (_, request_id, service, service_id, revision, received_at, instances, n) = entry[:8]
+        model, role, fallback_used, predictions, latency_ms, scores, pending = entry[8:15]
+        lost = "the server stopped before this score came"
+        return cls(
+            request_id=request_id,
+            service=service,
+            service_id=service_id,
+            revision=revision,
+            policy=policy,
+            received_at=datetime.fromtimestamp(received_at, UTC),
+            instances=instances,
+            n_instances=n,
+            model=model,
+            role=role,
+            fallback_used=fallback_used,
+            predictions=predictions,
+            latency_ms=latency_ms,
+            scores=(
+                *(Score(*values) for values in scores),
+                *(Score(ref, model_role, "timeout", error=lost) for ref, model_role in pending),
+            ),
+        )
+
     def score_rows(self) -> list[dict[str, Any]]:
         seen: set[str] = set()
         rows = []
@@ -114,6 +167,24 @@ class ArchivedRequest:
             row["request_id"] = self.request_id
             rows.append(row)
         return rows
+
+
+#: The layout of a journal record (the first value of each); a new layout gets a new number.
+_JOURNAL_FORMAT = 1
+
+
+def _score_values(score: Score) -> tuple[Any, ...]:
+    # The fields in order: a tuple pickles several times faster than the dataclass.
+    return (
+        score.model,
+        score.role,
+        score.status,
+        score.predictions,
+        score.probabilities,
+        score.classes,
+        score.latency_ms,
+        score.error,
+    )
 
 
 def insert_rows(conn: Any, request_rows: Sequence[Any], score_rows: Sequence[Any]) -> None:
@@ -167,6 +238,13 @@ class ArchiveWriter:
     replaced; if none can start, the thread writes itself, with a warning.
     An in-memory SQLite database cannot be shared with a child: ``process``
     is refused for one.
+
+    With a ``journal`` (:class:`~inloop.serve.journal.Journal`, opened by
+    :meth:`start`), the rendezvous journals each answered request before its
+    answer leaves and the writer tells the journal what it committed. On
+    start, the thread first archives what the journals of dead processes in
+    the same folder hold and the database does not (their hooks run too);
+    :attr:`recovered` counts them.
     """
 
     def __init__(
@@ -181,6 +259,7 @@ class ArchiveWriter:
         chunk: int = 4,
         pause_s: float = 0.0002,
         process: bool = False,
+        journal: Journal | None = None,
     ) -> None:
         if linger_s < 0 or pause_s < 0 or max_batch < 1 or chunk < 1:
             raise ServeError(
@@ -206,10 +285,16 @@ class ArchiveWriter:
         self._queue: queue.Queue[ArchivedRequest | None] = queue.Queue(max_queue)
         self._state = _State()
         self._thread: threading.Thread | None = None
+        #: Where answered requests are journaled before their answers leave (None: nowhere).
+        self.journal = journal
+        #: Requests archived from dead processes' journals since :meth:`start`.
+        self.recovered = 0
 
     def start(self) -> ArchiveWriter:
         """Start the writer thread (once); returns self."""
         if self._thread is None:
+            if self.journal is not None and self.journal.path is None:
+                self.journal.open()
             self._thread = threading.Thread(target=self._run, name="inloop-archive", daemon=True)
             self._thread.start()
         return self
@@ -260,6 +345,8 @@ class ArchiveWriter:
         self._queue.put(None)
         self._thread.join(timeout)
         self._thread = None
+        if self.journal is not None:
+            self.journal.close()
 
     @property
     def process_pid(self) -> int | None:
@@ -279,6 +366,8 @@ class ArchiveWriter:
         if self._process is not None:
             self._start_process()
         try:
+            if self.journal is not None:
+                self._recover(self.journal)
             self._serve()
         finally:
             if self._process is not None:
@@ -321,6 +410,77 @@ class ArchiveWriter:
             elif batch:
                 self._process.write(*_rows(batch))
 
+    def _recover(self, journal: Journal) -> None:
+        """Archive what dead processes' journals hold and the database does not, then drop them."""
+        assert journal.path is not None
+        policies: dict[tuple[int, int], Policy | None] = {}
+        for orphan in orphans(journal.path.parent, exclude=journal.path):
+            try:
+                recovered, lost = self._replay(orphan.records(), policies)
+            except Exception:
+                log.exception("archive: replaying the journal %s failed; kept", orphan.path)
+                orphan.release()
+                continue
+            self.recovered += recovered
+            if recovered or lost:
+                log.warning(
+                    "archive: %d answered requests recovered from the journal of a server that "
+                    "stopped before archiving them (%s)%s",
+                    recovered,
+                    orphan.path.name,
+                    f"; {lost} could not be written and are lost" if lost else "",
+                )
+            orphan.remove()
+
+    def _replay(
+        self, entries: Iterator[tuple[Any, ...]], policies: dict[tuple[int, int], Policy | None]
+    ) -> tuple[int, int]:
+        """Write the journaled requests the database lacks; how many were written and lost."""
+        written = lost = 0
+        batch: list[ArchivedRequest] = []
+        for entry in itertools.chain(entries, [None]):
+            if entry is not None:
+                record = self._from_journal(entry, policies)
+                if record is None:
+                    lost += 1
+                else:
+                    batch.append(record)
+            if batch and (entry is None or len(batch) >= self._max_batch):
+                todo = self._not_stored(batch)
+                batch = []
+                if todo and self._commit(todo, 0):
+                    written += len(todo)
+                    continue
+                for one in todo:  # one by one: a request the database refuses costs only itself
+                    if not self._not_stored([one]):
+                        continue  # written meanwhile, by another process
+                    if self._commit([one], 0):
+                        written += 1
+                    else:
+                        lost += 1
+        return written, lost
+
+    def _from_journal(
+        self, entry: tuple[Any, ...], policies: dict[tuple[int, int], Policy | None]
+    ) -> ArchivedRequest | None:
+        if not entry or entry[0] != _JOURNAL_FORMAT:
+            log.warning("archive: a journal record of an unknown layout was skipped")
+            return None
+        key = (int(entry[3]), int(entry[4]))  # the service id and policy revision
+        if key not in policies:
+            with self.engine.connect() as conn:
+                body = conn.execute(
+                    select(serve_policies.c.body).where(
+                        serve_policies.c.service_id == key[0], serve_policies.c.revision == key[1]
+                    )
+                ).scalar()
+            policies[key] = None if body is None else Policy.model_validate(body)
+        policy = policies[key]
+        if policy is None:
+            log.warning("archive: journaled request %s: its service is gone; skipped", entry[1])
+            return None
+        return ArchivedRequest.from_journal(entry, policy)
+
     def _not_stored(self, batch: list[ArchivedRequest]) -> list[ArchivedRequest]:
         ids = [r.request_id for r in batch]
         with self.engine.connect() as conn:
@@ -331,10 +491,10 @@ class ArchiveWriter:
             )
         return [r for r in batch if r.request_id not in stored]
 
-    def _write(self, batch: list[ArchivedRequest]) -> None:
-        state = self._state
+    def _commit(self, batch: list[ArchivedRequest], retries: int) -> bool:
+        """Write ``batch`` (trying ``retries`` more times), then run the hooks; True if written."""
         ok = False
-        for attempt in range(self._retries + 1):
+        for attempt in range(retries + 1):
             try:
                 if self._process is not None:
                     self._write_there(batch)
@@ -347,16 +507,23 @@ class ArchiveWriter:
                     "archive: writing %d requests failed (attempt %d of %d)",
                     len(batch),
                     attempt + 1,
-                    self._retries + 1,
+                    retries + 1,
                 )
-                if attempt < self._retries:
+                if attempt < retries:
                     time.sleep(1.0)
+        if ok and self.journal is not None:
+            self.journal.committed([r.request_id for r in batch])
         # Hooks first: a flush() returns once they have seen what it waited for.
         for hook in self.hooks if ok else ():
             try:
                 hook(batch)
             except Exception:
                 log.exception("archive hook %r failed", hook)
+        return ok
+
+    def _write(self, batch: list[ArchivedRequest]) -> None:
+        ok = self._commit(batch, self._retries)
+        state = self._state
         with state.lock:
             state.written += len(batch)
             if ok:
@@ -371,17 +538,8 @@ class ArchiveWriter:
 
 
 @dataclass(frozen=True)
-class Feedback:
-    """True labels attached to a request: one per instance, who gave them and when."""
-
-    labels: list[Any]
-    given_by: str
-    given_at: datetime
-
-
-@dataclass(frozen=True)
 class RequestView:
-    """An archived request with every model's score and its newest feedback."""
+    """An archived request with every model's score and its feedback (None: none yet)."""
 
     request_id: str
     service: str
@@ -403,19 +561,14 @@ def _engine(engine: Engine | None) -> Engine:
 
 
 def _views(conn: Any, service: str, rows: Sequence[Mapping[Any, Any]]) -> list[RequestView]:
-    """The requests of ``rows`` with their scores and newest feedback: three queries in all."""
+    """The requests of ``rows`` with their scores and feedback: three queries in all."""
     ids = [row["request_id"] for row in rows]
     scores: dict[str, dict[str, Score]] = {request_id: {} for request_id in ids}
     feedback: dict[str, Feedback] = {}
     if ids:
         for s in conn.execute(select(serve_scores).where(serve_scores.c.request_id.in_(ids))):
             scores[s.request_id][s.model] = Score.from_dict(s._mapping)
-        for fb in conn.execute(
-            select(serve_feedback)
-            .where(serve_feedback.c.request_id.in_(ids))
-            .order_by(serve_feedback.c.feedback_id)
-        ):
-            feedback[fb.request_id] = Feedback(fb.labels, fb.given_by, fb.given_at)  # newest wins
+        feedback = feedback_of(conn, {row["request_id"]: row["n_instances"] for row in rows})
     return [
         RequestView(
             request_id=row["request_id"],
@@ -504,19 +657,25 @@ def add_feedback(
     labels: Sequence[Any],
     *,
     by: str,
+    role: str,
     engine: Engine | None = None,
 ) -> RequestView:
-    """Attach the true ``labels`` (one per instance) to an archived request.
+    """Record the true ``labels`` (one per instance; None: none for it) of an archived request.
 
-    Every model's archived score of that request can then be compared with
-    the truth. Newer feedback replaces older (both are kept). Labels must be
-    classes the models know. Returns the request with its new feedback.
+    ``by`` gave them with the role ``role``; the service's policy says which
+    roles may (``feedback_role``, default reviewer and up): a less trusted
+    role raises :class:`~inloop.serve.feedback.FeedbackRoleError`. Every label
+    is kept as an event; the one used per instance is the most trusted role's
+    latest (see :mod:`inloop.serve.feedback`), so a label may be recorded and
+    not used. Labels must be classes the models know. Returns the request with
+    its feedback.
     """
     if isinstance(labels, str | bytes) or not isinstance(labels, Sequence):
         raise ServeError(f"labels must be a list with one label per instance. Got {labels!r}.")
     if not isinstance(by, str) or not by.strip():
         raise ServeError(f"Feedback needs 'by': who gave the labels. Got {by!r}.")
     eng = _engine(engine)
+    check_giver(role, current_policy(service, engine=eng).policy.feedback_role, service)
     view = get_request(service, request_id, engine=eng)
     if len(labels) != view.n_instances:
         raise ServeError(
@@ -525,21 +684,30 @@ def add_feedback(
         )
     classes = _known_classes(view.scores)
     if classes is not None:
-        unknown = [label for label in labels if label not in classes]
+        unknown = [label for label in labels if label is not None and label not in classes]
         if unknown:
             raise ServeError(
                 f"The labels {unknown[:5]!r} are not classes of the service's models; "
-                f"accepted: {classes!r}."
+                f"accepted: {classes!r}, or None for an instance without a label."
             )
-    given = Feedback(list(labels), by, datetime.now(UTC))
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "request_id": request_id,
+            "position": position,
+            "label": label,
+            "given_by": by,
+            "role": role,
+            "given_at": now,
+            "source": "api",
+            "project": None,
+            "annotation_id": None,
+        }
+        for position, label in enumerate(labels)
+        if label is not None
+    ]
+    if not rows:
+        raise ServeError(f"The feedback has no label, only None: {list(labels)!r}.")
     with begin_write(eng) as conn:
-        conn.execute(
-            serve_feedback.insert(),
-            {
-                "request_id": request_id,
-                "labels": given.labels,
-                "given_by": given.given_by,
-                "given_at": given.given_at,
-            },
-        )
-    return replace(view, feedback=given)
+        insert_events(conn, rows)
+        return replace(view, feedback=feedback_of(conn, {request_id: view.n_instances})[request_id])

@@ -242,7 +242,9 @@ class Policy(BaseModel):
     """What a service serves and how; stored as the body of a policy revision.
 
     Model references are ``"name@N"``; that they are registered is checked
-    when the policy is stored. Build one from a dict with :func:`as_policy` to
+    when the policy is stored. ``feedback_role`` is the least trusted role
+    that may give the service feedback through the API (see
+    :mod:`inloop.serve.feedback`). Build one from a dict with :func:`as_policy` to
     get a :class:`PolicyError` rather than pydantic's ``ValidationError``.
 
     >>> p = Policy(champion="digits@3", challengers=["digits@4"], fallback={"label": 0})
@@ -261,6 +263,7 @@ class Policy(BaseModel):
     review: ReviewSettings | None = None
     actions: tuple[Action, ...] = ()
     limits: Limits | None = None
+    feedback_role: Literal["annotator", "reviewer", "scientist", "admin"] = "reviewer"
 
     @field_validator("champion", "canary")
     @classmethod

@@ -504,6 +504,8 @@ class Rendezvous:
             latency_ms=latency,
             overloaded=shed > 0,
         )
+        if self.archive.journal is not None:
+            self._journal(live, job, futures, received_at, answer, answer_score)
         self._collect(live, job, futures, received_at, answer, answer_score, start)
         return answer
 
@@ -678,6 +680,29 @@ class Rendezvous:
         for future in pending:
             future.add_done_callback(scored)
 
+    def _journal(
+        self,
+        live: _Live,
+        job: Job,
+        futures: dict[str, asyncio.Future[Score]],
+        received_at: datetime,
+        answer: Answer,
+        answer_score: Score,
+    ) -> None:
+        """Journal the request as it stands, scores still to come as pending, before answering."""
+        scores, pending = [], []
+        for ref, role in job.models:
+            future = futures[ref]
+            if future.done() and not future.cancelled():
+                scores.append(future.result())
+            else:
+                pending.append((ref, role))
+        if answer.role == "fallback" and answer.model is not None:
+            scores.append(answer_score)
+        record = _record(live, job, received_at, answer, tuple(scores))
+        assert self.archive.journal is not None
+        self.archive.journal.append(job.request_id, record.journal_entry(pending))
+
     def _archive(
         self,
         live: _Live,
@@ -704,21 +729,25 @@ class Rendezvous:
                 )
         if answer.role == "fallback" and answer.model is not None:
             scores.append(answer_score)
-        self.archive.put(
-            ArchivedRequest(
-                request_id=job.request_id,
-                service=job.service,
-                service_id=live.service_id,
-                revision=live.revision,
-                policy=live.policy,
-                received_at=received_at,
-                instances=job.instances,
-                n_instances=len(job.instances),
-                model=answer.model,
-                role=answer.role,
-                fallback_used=answer.fallback_used,
-                predictions=answer.predictions,
-                latency_ms=answer.latency_ms,
-                scores=tuple(scores),
-            )
-        )
+        self.archive.put(_record(live, job, received_at, answer, tuple(scores)))
+
+
+def _record(
+    live: _Live, job: Job, received_at: datetime, answer: Answer, scores: tuple[Score, ...]
+) -> ArchivedRequest:
+    return ArchivedRequest(
+        request_id=job.request_id,
+        service=job.service,
+        service_id=live.service_id,
+        revision=live.revision,
+        policy=live.policy,
+        received_at=received_at,
+        instances=job.instances,
+        n_instances=len(job.instances),
+        model=answer.model,
+        role=answer.role,
+        fallback_used=answer.fallback_used,
+        predictions=answer.predictions,
+        latency_ms=answer.latency_ms,
+        scores=scores,
+    )

@@ -12,6 +12,9 @@ service's requests that got feedback (champion, challengers, canary,
 fallback), its accuracy on those requests, all compared on the requests the
 champion answered.
 
+Both judge an instance by the label :mod:`inloop.serve.feedback` defines: the
+most trusted role's latest label of it.
+
 >>> from inloop.store import get_engine, open_artifact_store
 >>> from inloop.serve.models import MajorityClass
 >>> from inloop.serve.policy import create_service
@@ -40,11 +43,12 @@ import numpy as np
 from rich.table import Table
 from sqlalchemy import Connection, Engine, and_, exists, func, or_, select
 
+from inloop.serve.feedback import labels_of
 from inloop.serve.models import LoadedModel, ServeError
 from inloop.serve.policy import find_service_id
 from inloop.serve.registry import load
 from inloop.serve.scoring import as_batch, score_model
-from inloop.serve.tables import serve_feedback, serve_requests, serve_scores
+from inloop.serve.tables import serve_feedback_events, serve_requests, serve_scores
 from inloop.store.db import get_engine
 
 if TYPE_CHECKING:
@@ -336,16 +340,6 @@ def _pages(
             return
 
 
-def _feedback(conn: Connection, request_ids: Sequence[str]) -> dict[str, list[Any]]:
-    """The newest labels of each request (feedback is append-only; the newest wins)."""
-    rows = conn.execute(
-        select(serve_feedback.c.request_id, serve_feedback.c.labels)
-        .where(serve_feedback.c.request_id.in_(list(request_ids)))
-        .order_by(serve_feedback.c.given_at, serve_feedback.c.feedback_id)
-    ).all()
-    return {r.request_id: r.labels for r in rows if isinstance(r.labels, list)}
-
-
 def _champion_scores(conn: Connection, request_ids: Sequence[str]) -> dict[str, Any]:
     rows = conn.execute(
         select(
@@ -432,7 +426,7 @@ def _replay_page(
         return
     ids = [r.request_id for r in with_inputs]
     champions = _champion_scores(conn, ids)
-    labels_of = _feedback(conn, ids)
+    labels = labels_of(conn, {r.request_id: r.n_instances for r in with_inputs})
     for chunk in _chunks(with_inputs, batch_size):
         for row, scored in zip(chunk, _score_chunk(model, ref, chunk), strict=True):
             if scored is None:
@@ -452,19 +446,19 @@ def _replay_page(
             t.champions.setdefault(champ.model, None)
             if isinstance(champ.probabilities, list):
                 t.champion_top.add(_top(champ.probabilities))
-            labels = labels_of.get(row.request_id)
-            if labels is not None and len(labels) != n:
-                labels = None
+            truth = labels.get(row.request_id)
+            if truth is not None and len(truth) != n:
+                truth = None
             for i, (cand, chp) in enumerate(zip(predictions, champ.predictions, strict=True)):
                 t.n_compared += 1
                 if cand == chp:
                     t.n_agree += 1
                 else:
                     t.disagreements[(chp, cand)] += 1
-                if labels is not None and labels[i] is not None:
+                if truth is not None and truth[i] is not None:
                     t.n_labeled += 1
-                    t.candidate_right += int(cand == labels[i])
-                    t.champion_right += int(chp == labels[i])
+                    t.candidate_right += int(cand == truth[i])
+                    t.champion_right += int(chp == truth[i])
 
 
 def replay(
@@ -565,8 +559,8 @@ def evaluate(
     with eng.connect() as conn:
         service_id = find_service_id(conn, service)
         has_feedback = exists(
-            select(serve_feedback.c.feedback_id).where(
-                serve_feedback.c.request_id == serve_requests.c.request_id
+            select(serve_feedback_events.c.event_id).where(
+                serve_feedback_events.c.request_id == serve_requests.c.request_id
             )
         )
         where = and_(_window_filter(service_id, since, until), has_feedback)
@@ -588,7 +582,7 @@ def evaluate(
 
 def _evaluate_page(conn: Connection, rows: Sequence[Any], tallies: dict[str, _ModelTally]) -> None:
     n_of = {r.request_id: r.n_instances for r in rows}
-    labels_of = _feedback(conn, list(n_of))
+    truth = labels_of(conn, n_of)
     scores = conn.execute(
         select(
             serve_scores.c.request_id,
@@ -603,7 +597,7 @@ def _evaluate_page(conn: Connection, rows: Sequence[Any], tallies: dict[str, _Mo
     for request_id, request_scores in by_request.items():
         if not any(s.role == "champion" for s in request_scores):
             continue  # compared only where the champion answered
-        labels = labels_of.get(request_id)
+        labels = truth.get(request_id)
         if labels is None:
             continue
         for s in request_scores:

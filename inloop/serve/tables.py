@@ -33,8 +33,14 @@ Tables:
     every model's score for every archived request: status (one of
     :data:`inloop.serve.scoring.SCORE_STATUSES`), predictions, probabilities
     and classes, the model's latency and its error.
-``serve_feedback``
-    append-only true labels attached to a request later; the newest wins.
+``serve_feedback_events``
+    append-only true labels attached to a request later (revision ``0012``):
+    one row per label of one instance (``position``), who gave it, their role
+    (NULL for labels given before roles were recorded), when, and its
+    ``source``: ``api`` (REST or Python) or ``review`` (a label given in the
+    labeling ``project`` the request was routed to; ``annotation_id`` is that
+    label's event there). The label used is the most trusted role's latest
+    (:mod:`inloop.serve.feedback`).
 ``serve_review_items``
     requests sent to a labeling project for human review: the labeling item
     each instance became and why (small margin, disagreement).
@@ -63,10 +69,11 @@ from inloop.store.tables import UTCDateTime, json_type, metadata
 
 __all__ = [
     "DELIVERY_STATUSES",
+    "FEEDBACK_SOURCES",
     "MODEL_KINDS",
     "POLICY_ACTIONS",
     "serve_deliveries",
-    "serve_feedback",
+    "serve_feedback_events",
     "serve_model_versions",
     "serve_models",
     "serve_policies",
@@ -78,6 +85,8 @@ __all__ = [
 
 #: What a registered model is: a scikit-learn style estimator, a plain callable or a heuristic.
 MODEL_KINDS = ("sklearn", "callable", "heuristic")
+#: Where feedback came from: the API (REST or Python), or a label in a review project.
+FEEDBACK_SOURCES = ("api", "review")
 #: What made a policy revision.
 POLICY_ACTIONS = ("create", "set", "promote", "rollback")
 #: Where a webhook delivery stands.
@@ -204,21 +213,30 @@ serve_scores = Table(
     ),
 )
 
-serve_feedback = Table(
-    "serve_feedback",
+serve_feedback_events = Table(
+    "serve_feedback_events",
     metadata,
-    Column("feedback_id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
     Column("request_id", String(64), nullable=False),
-    Column("labels", json_type(), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("label", json_type(), nullable=False),
     Column("given_by", String(255), nullable=False),
+    Column("role", String(16), nullable=True),
     Column("given_at", UTCDateTime(), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("project", String(255), nullable=True),
+    Column("annotation_id", Integer, nullable=True),
     ForeignKeyConstraint(
         ["request_id"],
         ["serve_requests.request_id"],
-        name="fk_serve_feedback_request",
+        name="fk_serve_feedback_events_request",
         ondelete="CASCADE",
     ),
-    Index("ix_serve_feedback_request", "request_id"),
+    # A label annotation becomes feedback once per instance it applies to; the index also
+    # serves "the feedback of these requests".
+    UniqueConstraint(
+        "request_id", "position", "annotation_id", name="uq_serve_feedback_events_annotation"
+    ),
     sqlite_autoincrement=True,
 )
 

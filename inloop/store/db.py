@@ -58,6 +58,7 @@ REVISIONS: tuple[str, ...] = (
     "0009",
     "0010",
     "0011",
+    "0012",
 )
 #: The revision this inloop's tables describe.
 HEAD_REVISION = REVISIONS[-1]

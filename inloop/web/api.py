@@ -81,6 +81,7 @@ def _item_out(item: Item) -> dict[str, Any]:
         "kind": item.kind,
         "payload": item_payload(item),
         "note": item.note,
+        "count": item.count,
     }
 
 

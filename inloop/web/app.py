@@ -8,7 +8,9 @@ the serving routes under ``/v1`` answer through a
 :class:`~inloop.serve.rendezvous.Rendezvous` whose archive also routes
 requests to review and fires webhook actions (``serving=False`` turns it off).
 The rendezvous scores in this process, or over Redis Streams when
-``INLOOP_STREAM_URL`` is set.
+``INLOOP_STREAM_URL`` is set; labels people give the routed items in the
+labeling project become feedback of their requests within a second
+(:class:`~inloop.serve.review.ReviewLabels`).
 
 >>> from inloop.store import get_engine
 >>> app = create_app(engine=get_engine("sqlite://"))
@@ -18,10 +20,11 @@ The rendezvous scores in this process, or over Redis Streams when
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,7 @@ def create_app(
     app.state.learners = LearnerPool(app.state.engine) if learners else None
     app.state.rendezvous = None
     app.state.dispatcher = None
+    app.state.review_labels = None
     if serving:
         _add_serving(app, stream_url)
     app.state.templates = templates
@@ -126,7 +130,7 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
     from inloop.serve.actions import ActionDispatcher
     from inloop.serve.archive import ArchiveWriter
     from inloop.serve.rendezvous import Rendezvous
-    from inloop.serve.review import ReviewRouter
+    from inloop.serve.review import ReviewLabels, ReviewRouter
     from inloop.settings import get_settings
     from inloop.store.db import is_memory_database
 
@@ -141,11 +145,23 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
 
     dispatcher = ActionDispatcher(engine)
     app.state.dispatcher = dispatcher
+    settings = get_settings()
+    journal = None
+    if settings.archive_journal and not is_memory_database(engine):
+        from inloop.serve.journal import Journal
+
+        # One folder per database: a journal is only ever replayed into the database it is for.
+        url = engine.url.render_as_string(hide_password=True)
+        key = hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+        journal = Journal(settings.home / "journal" / key)
     # A child process writes the archive, off the event loop's GIL (see inloop.serve.archive).
+    role_of = _role_of(engine)
+    app.state.review_labels = ReviewLabels(engine, role_of=role_of)
     archive = ArchiveWriter(
         engine,
-        hooks=[ReviewRouter(engine), dispatcher.on_archived],
+        hooks=[ReviewRouter(engine, role_of=role_of), dispatcher.on_archived],
         process=not is_memory_database(engine),
+        journal=journal,
     )
     app.state.rendezvous = Rendezvous(engine=engine, transport=transport, archive=archive)
     app.state.serving_tokens = TokenCache(engine)
@@ -155,6 +171,17 @@ def _add_serving(app: FastAPI, stream_url: str | None) -> None:
         tokens=app.state.serving_tokens,
         errors=_error_response,
     )
+
+
+def _role_of(engine: Engine) -> Callable[[str], str | None]:
+    """The role of a user by name (None for a name that is not a user): for review labels."""
+    from inloop.web.auth import get_user
+
+    def role_of(name: str) -> str | None:
+        user = get_user(name, engine=engine)
+        return None if user is None else user.role
+
+    return role_of
 
 
 @asynccontextmanager
@@ -168,6 +195,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if rendezvous is not None:
         dispatcher.start()
         dispatcher.resume_pending()
+        app.state.review_labels.start()
         await rendezvous.start()
         from inloop.serve.runtime import tune_gc
 
@@ -181,6 +209,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if rendezvous is not None:
             await rendezvous.close()
             dispatcher.stop()
+            app.state.review_labels.stop()
         if pool is not None:
             pool.stop()
 
@@ -194,6 +223,8 @@ def _status(exc: InloopError) -> int:
         return 413
     if isinstance(exc, ConflictError | UserExistsError):
         return 409
+    if isinstance(exc, PermissionError):
+        return 403
     if isinstance(exc, LookupError):
         return 404
     if isinstance(exc, ValueError):

@@ -191,6 +191,7 @@ class ItemRow(BaseModel):
     current_label: str | None
     current_labels: list[str] | None = None
     note: str | None = None
+    count: int = 1
 
 
 class ItemsPage(BaseModel):
@@ -204,6 +205,7 @@ class ItemOut(BaseModel):
     kind: str
     payload: dict[str, Any]
     note: str | None = None
+    count: int = 1
 
 
 class Suggestion(BaseModel):

@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inloop.errors import InloopError
 from inloop.serve.archive import RequestNotFoundError, RequestView, add_feedback, get_request
+from inloop.serve.feedback import FeedbackRoleError
 from inloop.serve.policy import (
     current_policy,
     list_services,
@@ -481,13 +482,7 @@ def _view_out(view: RequestView, *, inputs: bool) -> dict[str, Any]:
         "predictions": view.predictions,
         "latency_ms": view.latency_ms,
         "scores": {ref: score.to_dict() for ref, score in view.scores.items()},
-        "feedback": None
-        if view.feedback is None
-        else {
-            "labels": view.feedback.labels,
-            "given_by": view.feedback.given_by,
-            "given_at": view.feedback.given_at.isoformat(),
-        },
+        "feedback": None if view.feedback is None else view.feedback.to_dict(),
     }
     if inputs:
         out["inputs"] = view.inputs
@@ -498,28 +493,47 @@ def _view_out(view: RequestView, *, inputs: bool) -> dict[str, Any]:
 async def feedback(
     name: str, body: FeedbackRequest, caller: Caller, rendezvous: RendezvousDep
 ) -> dict[str, Any]:
-    """Attach the true label(s) to an answered request; every model's score of it is judged.
+    """Record the true label(s) of an answered request; every model's score of it is judged.
 
-    ``correct`` says, per model, whether each of its predictions was right.
+    The service's policy says which roles may (``feedback_role``, default
+    reviewer and up; others get 403). Every label is kept with who gave it,
+    their role and when; the one used per instance is the most trusted role's
+    latest, so ``in_effect`` may differ from what was sent. ``correct`` says,
+    per model, whether each of its predictions matches the label in effect.
     """
     labels = [body.label] if body.labels is None else body.labels
     engine = rendezvous.engine
 
     def attach() -> RequestView:
+        def once() -> RequestView:
+            return add_feedback(
+                name, body.request_id, labels, by=caller.name, role=caller.role, engine=engine
+            )
+
         try:
-            return add_feedback(name, body.request_id, labels, by=caller.name, engine=engine)
+            return once()
         except RequestNotFoundError:
             # Answered a moment ago and still on its way to the archive: wait for it once.
             rendezvous.archive.flush(5.0)
-            return add_feedback(name, body.request_id, labels, by=caller.name, engine=engine)
+            return once()
 
-    view = await run_in_threadpool(attach)
+    try:
+        view = await run_in_threadpool(attach)
+    except FeedbackRoleError as exc:
+        raise HTTPException(403, str(exc)) from None
+    assert view.feedback is not None
+    truth = view.feedback.labels
     correct = {
-        ref: [p == t for p, t in zip(score.predictions, labels, strict=True)]
+        ref: [None if t is None else p == t for p, t in zip(score.predictions, truth, strict=True)]
         for ref, score in view.scores.items()
         if score.ok and score.predictions is not None
     }
-    return {"request_id": view.request_id, "labels": labels, "correct": correct}
+    return {
+        "request_id": view.request_id,
+        "labels": labels,
+        "in_effect": truth,
+        "correct": correct,
+    }
 
 
 @router.get("/services/{name}/requests/{request_id}")
@@ -529,6 +543,19 @@ async def get_archived(
     """An archived request: its input, every model's score, the answer and feedback."""
     view = await run_in_threadpool(get_request, name, request_id, engine=rendezvous.engine)
     return _view_out(view, inputs=True)
+
+
+@router.get("/requests/{request_id}/lineage")
+async def get_lineage(
+    request_id: str, caller: Reviewer, rendezvous: RendezvousDep
+) -> dict[str, Any]:
+    """A request's lineage: its answer and feedback, and for every model that scored it the
+    registered version, the run and task it came from, the label snapshot it trained on and
+    the annotators and reviewers of its labels, with counts. The id alone finds the service."""
+    from inloop.serve.lineage import lineage
+
+    found = await run_in_threadpool(lineage, request_id, engine=rendezvous.engine)
+    return found.to_dict()
 
 
 @router.get("/services")

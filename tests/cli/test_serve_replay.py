@@ -20,7 +20,12 @@ from typer.testing import CliRunner
 from inloop.cli.serve_replay import evaluate_cmd, parse_when, replay
 from inloop.serve import ServeError, create_service
 from inloop.serve.registry import load, register
-from inloop.serve.tables import serve_feedback, serve_requests, serve_scores, serve_services
+from inloop.serve.tables import (
+    serve_feedback_events,
+    serve_requests,
+    serve_scores,
+    serve_services,
+)
 from inloop.store import get_engine, open_artifact_store
 from inloop.store.db import begin_write
 
@@ -107,13 +112,22 @@ def archived(db_url: str) -> dict[str, object]:
             }
         )
         if i % 2 == 0:
-            feedback.append(
-                {"request_id": rid, "labels": y.tolist(), "given_by": "bo", "given_at": NOW}
-            )
+            feedback += [
+                {
+                    "request_id": rid,
+                    "position": position,
+                    "label": label,
+                    "given_by": "bo",
+                    "role": "reviewer",
+                    "given_at": NOW,
+                    "source": "api",
+                }
+                for position, label in enumerate(y.tolist())
+            ]
     with begin_write(get_engine()) as conn:
         conn.execute(serve_requests.insert(), requests)
         conn.execute(serve_scores.insert(), scores)
-        conn.execute(serve_feedback.insert(), feedback)
+        conn.execute(serve_feedback_events.insert(), feedback)
     return {"X": X_all[1000:1020], "y": y_all[1000:1020], "models": models}
 
 

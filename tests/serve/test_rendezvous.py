@@ -291,15 +291,15 @@ def test_feedback_judges_every_models_archived_score(
     batch = X[1700:1705].tolist()
     answer = run(lambda r: r.predict("judged", batch))
     truth = y[1700:1705].tolist()
-    view = add_feedback("judged", answer.request_id, truth, by="oracle")
+    view = add_feedback("judged", answer.request_id, truth, by="oracle", role="scientist")
     assert view.feedback is not None and view.feedback.labels == truth
     assert view.feedback.given_by == "oracle"
     with pytest.raises(ServeError, match="5 instance"):
-        add_feedback("judged", answer.request_id, truth[:2], by="oracle")
+        add_feedback("judged", answer.request_id, truth[:2], by="oracle", role="scientist")
     with pytest.raises(ServeError, match="not classes"):
-        add_feedback("judged", answer.request_id, ["cat"] * 5, by="oracle")
+        add_feedback("judged", answer.request_id, ["cat"] * 5, by="oracle", role="scientist")
     with pytest.raises(LookupError, match="no archived request"):
-        add_feedback("judged", "0" * 32, truth, by="oracle")
+        add_feedback("judged", "0" * 32, truth, by="oracle", role="scientist")
     assert get_request("judged", answer.request_id).feedback == view.feedback  # unchanged
 
 

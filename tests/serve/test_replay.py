@@ -22,7 +22,12 @@ from sqlalchemy import select
 from inloop.serve import ModelNotFoundError, ServeError, ServiceNotFoundError, create_service
 from inloop.serve.registry import load, register
 from inloop.serve.replay import QUANTILES, evaluate, replay
-from inloop.serve.tables import serve_feedback, serve_requests, serve_scores, serve_services
+from inloop.serve.tables import (
+    serve_feedback_events,
+    serve_requests,
+    serve_scores,
+    serve_services,
+)
 from inloop.store import get_engine, open_artifact_store
 from inloop.store.db import begin_write
 
@@ -40,6 +45,22 @@ class Archived:
     has_inputs: bool
     champion_ok: bool
     labeled: bool
+
+
+def _events(request_id: str, labels: list[Any], at: datetime) -> list[dict[str, Any]]:
+    """Feedback event rows: a reviewer's label for each instance of a request."""
+    return [
+        {
+            "request_id": request_id,
+            "position": position,
+            "label": label,
+            "given_by": "bo",
+            "role": "reviewer",
+            "given_at": at,
+            "source": "api",
+        }
+        for position, label in enumerate(labels)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +177,7 @@ def archive(
                 (received_at + timedelta(hours=1), wrong),
                 (received_at + timedelta(hours=2), y.tolist()),
             ):
-                feedback.append(
-                    {"request_id": request_id, "labels": labels, "given_by": "bo", "given_at": at}
-                )
+                feedback += _events(request_id, labels, at)
         out.append(
             Archived(
                 request_id,
@@ -174,7 +193,7 @@ def archive(
         conn.execute(serve_requests.insert(), requests)
         conn.execute(serve_scores.insert(), scores)
         if feedback:
-            conn.execute(serve_feedback.insert(), feedback)
+            conn.execute(serve_feedback_events.insert(), feedback)
     return out
 
 

@@ -38,7 +38,7 @@ from inloop.serve import (
 )
 from inloop.serve.actions import list_deliveries
 from inloop.serve.archive import ArchivedRequest, count_requests
-from inloop.serve.review import ReviewRouter, routed_items
+from inloop.serve.review import ReviewRouter, input_key, routed_items
 from inloop.serve.scoring import Score
 from inloop.serve.tables import serve_services
 from inloop.settings import reset_settings
@@ -152,10 +152,11 @@ def test_predict_one_and_many_then_feedback(
     ).json()
     assert len(many["predictions"]) == 10 and len(many["probabilities"]) == 10
 
+    rita = _auth(engine, "rita", "reviewer")
     fb = app_client.post(
         "/v1/services/digits/feedback",
         json={"request_id": many["request_id"], "labels": y[1601:1611].tolist()},
-        headers=app_user,
+        headers=rita,
     )
     assert fb.status_code == 201, fb.text
     correct = fb.json()["correct"]
@@ -428,8 +429,9 @@ def test_request_errors_say_what_is_accepted(
     assert short.status_code == 400 and "64 features" in short.json()["detail"]
     missing = post("/v1/services/nope/predict", json={"instance": [0.0] * 64}, headers=user)
     assert missing.status_code == 404 and "'digits'" in missing.json()["detail"]
+    rita = _auth(engine, "rita", "reviewer")
     unknown = post(
-        "/v1/services/digits/feedback", json={"request_id": "x" * 32, "label": 1}, headers=user
+        "/v1/services/digits/feedback", json={"request_id": "x" * 32, "label": 1}, headers=rita
     )
     assert unknown.status_code == 404 and "no archived request" in unknown.json()["detail"]
 
@@ -649,7 +651,7 @@ def test_review_router_cuts_a_long_reason_to_fit_the_note(engine: Engine) -> Non
     [routed] = routed_items("long", engine=engine)
     assert len(routed.reason) > MAX_NOTE_CHARS, "serve_review_items keeps the whole reason"
     [item] = get_items("long-review", engine=engine)
-    assert item.external_id == "req1-0" and item.source == "serving"
+    assert item.external_id == input_key([0.25, 0.75]) and item.source == "serving"
     assert item.note is not None and len(item.note) == MAX_NOTE_CHARS
     assert item.note.endswith("…") and routed.reason.startswith(item.note[:-1])
 
@@ -721,14 +723,10 @@ def test_disagreements_go_to_review_and_matches_fire_webhooks(
     assert len(routed) == 5  # the budget, though the weak canary disagrees more often
     assert all("digits-old@1 (canary) says" in r.reason for r in routed)
     items = get_items("digits-review", engine=engine)
-    assert sorted(i.external_id for i in items) == sorted(
-        f"{r.request_id}-{r.position}" for r in routed
-    )
-    assert {i.source for i in items} == {"serving"}
+    assert sorted(i.item_id for i in items) == sorted(r.item_id for r in routed)
+    assert {i.source for i in items} == {"serving"} and {i.count for i in items} == {1}
     # The labeling page shows each item's note: the reason it was routed.
-    assert {i.external_id: i.note for i in items} == {
-        f"{r.request_id}-{r.position}": r.reason for r in routed
-    }
+    assert {i.item_id: i.note for i in items} == {r.item_id: r.reason for r in routed}
 
     sevens = [a for a in answers if a["prediction"] == 7 and max(a["probabilities"]) >= 0.8]
     assert sevens, "the held-out digits hold confident sevens"

@@ -69,8 +69,10 @@
     return ids;
   }
 
-  function showNote(note) {
-    noteText.textContent = note || "";
+  function showNote(note, count) {
+    // An input served again and again is one item; its count says how often it came.
+    const times = count > 1 ? ` (this input came ${count} times)` : "";
+    noteText.textContent = note ? note + times : "";
     noteBox.hidden = !note;
   }
 
@@ -89,7 +91,7 @@
       return;
     }
     inloop.renderItem(itemBox, lease.item);
-    showNote(lease.item.note);
+    showNote(lease.item.note, lease.item.count);
     const suggestion = lease.suggestion;
     if (suggestion && suggestion.label !== null && suggestion.label !== undefined) {
       const pct =
